@@ -1,0 +1,120 @@
+//! [`Body`]: the one body type that flows through the gateway, in both directions.
+//!
+//! A request arrives as hyper's `Incoming` and is streamed upstream unchanged, unless a layer
+//! had to buffer it (then it is the original bytes, [`Body::full`]). A response is the
+//! upstream's stream, possibly watched by an [`ErrorInspector`] that counts the reason codes of
+//! the backend's own error envelopes, or a body rendered by the gateway. One concrete enum keeps
+//! every layer's types short and avoids boxing.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::proxy::ErrorInspector;
+
+/// A request or response body inside the gateway.
+#[derive(Debug, Default)]
+pub struct Body {
+    kind: Kind,
+}
+
+#[derive(Debug, Default)]
+enum Kind {
+    #[default]
+    Empty,
+    Full(Option<Bytes>),
+    Incoming(Incoming),
+    Inspected(Incoming, Box<ErrorInspector>),
+}
+
+impl Body {
+    /// An empty body.
+    pub fn empty() -> Self {
+        Body { kind: Kind::Empty }
+    }
+
+    /// A body of known bytes (a rendered response, or a request body a layer buffered).
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Body::empty();
+        }
+        Body {
+            kind: Kind::Full(Some(bytes)),
+        }
+    }
+
+    /// A streamed body from a connection.
+    pub fn incoming(incoming: Incoming) -> Self {
+        Body {
+            kind: Kind::Incoming(incoming),
+        }
+    }
+
+    /// A streamed upstream body whose bytes are also shown to `inspector` (bounded).
+    pub(crate) fn inspected(incoming: Incoming, inspector: ErrorInspector) -> Self {
+        Body {
+            kind: Kind::Inspected(incoming, Box::new(inspector)),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Body::full(bytes)
+    }
+}
+
+impl From<Incoming> for Body {
+    fn from(incoming: Incoming) -> Self {
+        Body::incoming(incoming)
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Incoming(incoming) => Pin::new(incoming).poll_frame(cx),
+            Kind::Inspected(incoming, inspector) => {
+                let polled = Pin::new(incoming).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            inspector.observe(data);
+                        }
+                    }
+                    Poll::Ready(None) => inspector.finish(),
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Incoming(incoming) | Kind::Inspected(incoming, _) => incoming.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Incoming(incoming) | Kind::Inspected(incoming, _) => incoming.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Configuration: a TOML file plus `KMSGATE_` environment overrides, typed and validated.
+//!
+//! Loading layers, lowest first: built-in defaults → the TOML file → environment variables
+//! `KMSGATE_<SECTION>__<KEY>` (`__` separates levels: `KMSGATE_UPSTREAM__URL`). Only variables
+//! that name a known section and contain `__` are read, so unrelated `KMSGATE_*` variables
+//! (Kubernetes service links such as `KMSGATE_SERVICE_HOST`) are ignored. An unknown key in the
+//! file is an error that names the key and its line. Durations are written `"2s"`, `"500ms"`.
+//!
+//! `config/kmsgate.example.toml` documents every key with its default.
+
+pub mod duration;
+mod error;
+mod secret;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+pub use secret::Secret;
+
+/// The top-level sections; an environment variable must name one of these to be read.
+const SECTIONS: &[&str] = &[
+    "listen",
+    "upstream",
+    "log",
+    "shutdown",
+    "body",
+    "auth",
+    "client_ip",
+    "network",
+    "policies",
+];
+
+/// The whole gateway configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listener addresses and limits.
+    pub listen: ListenConfig,
+    /// The KMS behind the gateway.
+    pub upstream: UpstreamConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Request-body inspection.
+    pub body: BodyConfig,
+    /// Bearer-token validation.
+    pub auth: crate::auth::AuthConfig,
+}
+
+/// `[listen]`: where the gateway accepts connections.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// The public listener.
+    pub public: SocketAddr,
+    /// The private listener: requests arriving here count as private (allowedNetwork).
+    pub private: Option<SocketAddr>,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin: SocketAddr,
+    /// At most this many client connections at once (public + private); further connections
+    /// wait in the accept queue.
+    pub max_connections: usize,
+    /// A client must send its request headers within this time.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// TLS for the public and private listeners; absent means plain HTTP (h1 and h2c).
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            public: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            private: None,
+            admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            tls: None,
+        }
+    }
+}
+
+/// `[listen.tls]`: server certificate for the client listeners.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
+/// `[upstream]`: the KMS the gateway forwards to.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// `embedded` (the in-process dev KMS) or an `http://` / `https://` base URL.
+    pub url: String,
+    /// Time allowed to open a connection.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream to answer with response headers.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Idle pooled connections are closed after this time.
+    #[serde(with = "duration")]
+    pub pool_idle_timeout: Duration,
+    /// At most this many idle connections are kept.
+    pub pool_max_idle: usize,
+    /// PEM CA bundle for an `https://` upstream; the system roots when absent.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: "embedded".to_owned(),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle: 256,
+            ca_file: None,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// True when the embedded dev KMS serves the requests.
+    pub fn is_embedded(&self) -> bool {
+        self.url == "embedded"
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `kmsgate=debug`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// Write one access-log line per request (target `kmsgate::access`).
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+            access_log: true,
+        }
+    }
+}
+
+/// `[shutdown]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[body]`: request bodies the gateway inspects.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BodyConfig {
+    /// Largest body the gateway buffers for inspection, in bytes; larger → 413.
+    pub limit: usize,
+}
+
+impl Default for BodyConfig {
+    fn default() -> Self {
+        BodyConfig { limit: 1024 * 1024 }
+    }
+}
+
+impl Config {
+    /// Loads the configuration from `path` (if given) and the environment, and validates it.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let source = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
+                figment = figment.merge(Toml::string(&text));
+                Some((path.to_owned(), text))
+            }
+            None => None,
+        };
+        figment = figment.merge(Env::prefixed("KMSGATE_").split("__").filter(|key| {
+            let key = key.as_str();
+            key.split_once('.').is_some_and(|(section, _)| {
+                SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+            })
+        }));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::figment(e, source.as_ref()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = &self.upstream.url;
+        if !self.upstream.is_embedded()
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "upstream.url",
+                format!("{url:?} is neither \"embedded\" nor an http:// or https:// URL"),
+            ));
+        }
+        if !self.upstream.is_embedded() && url.parse::<http::Uri>().is_err() {
+            return Err(ConfigError::invalid(
+                "upstream.url",
+                format!("{url:?} is not a valid URL"),
+            ));
+        }
+        if self.listen.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "listen.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.body.limit == 0 {
+            return Err(ConfigError::invalid(
+                "body.limit",
+                "must be at least 1 byte",
+            ));
+        }
+        self.auth.validate()?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, with secrets redacted (for `check-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        toml_string(self)
+    }
+}
+
+fn toml_string(config: &Config) -> String {
+    toml::to_string_pretty(config)
+        .unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,6 @@
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    Config::default().validate().unwrap();
+}

@@ -1,0 +1,48 @@
+//! What the gateway knows about the connection a request arrived on.
+//!
+//! The server inserts a [`ConnInfo`] into every request's extensions before the stack sees it.
+
+use std::net::SocketAddr;
+
+/// Which listener accepted the connection. Requests on the private listener count as coming
+/// from the private network (allowedNetwork).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// The public listener.
+    Public,
+    /// The private listener.
+    Private,
+}
+
+impl ListenerKind {
+    /// `public` or `private`, for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ListenerKind::Public => "public",
+            ListenerKind::Private => "private",
+        }
+    }
+}
+
+/// The connection a request came on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The direct TCP peer (or the address a trusted PROXY protocol header gave).
+    pub peer: SocketAddr,
+    /// The local address the connection was accepted on.
+    pub local: SocketAddr,
+    /// Public or private listener.
+    pub listener: ListenerKind,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// The client address the gateway decided on: the peer, or the first untrusted hop of the
+/// forwarded headers when the peer is a trusted proxy. Inserted by the client_ip layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// An address as the policies see it: IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes IPv4.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    ip.to_canonical()
+}

@@ -1,0 +1,190 @@
+//! The gateway: the layer stack, assembled in one place, and the listeners that serve it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower_layer::Layer;
+
+use crate::admin::{self, Readiness};
+use crate::config::{Config, ConfigError};
+use crate::conn::ListenerKind;
+use crate::layer::observe::{Observe, ObserveLayer};
+use crate::metrics::Metrics;
+use crate::proxy::Upstream;
+use crate::server::{self, ServeOptions};
+
+/// The full stack a client request goes through.
+pub type Stack = Observe<Upstream>;
+
+/// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
+/// crypto or body buffering for a caller the network rules already refuse.
+pub fn stack(config: &Config, metrics: &Metrics, upstream: Upstream) -> Stack {
+    let _ = config;
+    // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
+    let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
+    // proxy: the upstream KMS, or the embedded dev KMS.
+    observe.layer(upstream)
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is not usable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A gateway whose listeners are bound, ready to [`run`](Gateway::run).
+pub struct Gateway {
+    config: Config,
+    metrics: Metrics,
+    readiness: Readiness,
+    stack: Stack,
+    public: TcpListener,
+    private: Option<TcpListener>,
+    admin: TcpListener,
+    options: ServeOptions,
+}
+
+/// The addresses a bound gateway listens on (useful with port 0).
+#[derive(Clone, Copy, Debug)]
+pub struct Addrs {
+    /// The public listener.
+    pub public: SocketAddr,
+    /// The private listener, if configured.
+    pub private: Option<SocketAddr>,
+    /// The admin listener.
+    pub admin: SocketAddr,
+}
+
+impl Gateway {
+    /// Builds the stack and binds every listener.
+    pub async fn bind(config: Config) -> Result<Gateway, StartError> {
+        let metrics = Metrics::new();
+        let readiness = Readiness::new();
+        let upstream = Upstream::new(&config.upstream, metrics.clone())?;
+        let stack = stack(&config, &metrics, upstream);
+        let tls = config
+            .listen
+            .tls
+            .as_ref()
+            .map(server::tls::acceptor)
+            .transpose()?;
+        let public = server::bind(config.listen.public, "listen.public").await?;
+        let private = match config.listen.private {
+            Some(addr) => Some(server::bind(addr, "listen.private").await?),
+            None => None,
+        };
+        let admin = server::bind(config.listen.admin, "listen.admin").await?;
+        let options = ServeOptions {
+            connections: Arc::new(Semaphore::new(config.listen.max_connections)),
+            header_read_timeout: config.listen.header_read_timeout,
+            drain_timeout: config.shutdown.drain_timeout,
+            tls,
+        };
+        Ok(Gateway {
+            config,
+            metrics,
+            readiness,
+            stack,
+            public,
+            private,
+            admin,
+            options,
+        })
+    }
+
+    /// The bound addresses.
+    pub fn addrs(&self) -> Addrs {
+        Addrs {
+            public: self
+                .public
+                .local_addr()
+                .unwrap_or(self.config.listen.public),
+            private: self.private.as_ref().and_then(|l| l.local_addr().ok()),
+            admin: self.admin.local_addr().unwrap_or(self.config.listen.admin),
+        }
+    }
+
+    /// The metrics registry of this gateway.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Serves until `shutdown` completes, then drains: readiness turns false, listeners stop
+    /// accepting, in-flight requests finish (up to `shutdown.drain_timeout`).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let addrs = self.addrs();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(server::serve(
+            self.public,
+            ListenerKind::Public,
+            self.stack.clone(),
+            self.options.clone(),
+            stop_rx.clone(),
+        ));
+        if let Some(private) = self.private {
+            tasks.spawn(server::serve(
+                private,
+                ListenerKind::Private,
+                self.stack.clone(),
+                self.options.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        let admin_task = tokio::spawn(admin::serve(
+            self.admin,
+            self.metrics.clone(),
+            self.readiness.clone(),
+            stop_rx,
+        ));
+        self.readiness.set_started();
+        tracing::info!(
+            public = %addrs.public,
+            private = ?addrs.private,
+            admin = %addrs.admin,
+            upstream = %self.config.upstream.url,
+            "kmsgate listening"
+        );
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        self.readiness.set_draining();
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
+        let _ = admin_task.await;
+        tracing::info!("drained; bye");
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = int.recv() => tracing::info!("SIGINT received"),
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

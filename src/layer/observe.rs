@@ -1,0 +1,288 @@
+//! The outermost layer: correlation id, route classification, metrics and the access log.
+//!
+//! - **Correlation id**: the client's `correlation-id` is reused when it is a sane header
+//!   value (≤ 128 visible ASCII bytes); otherwise one is generated. It goes upstream, into the
+//!   access log, and back to the client on every response, refusals included.
+//! - **Route**: the request is classified once; the [`Route`] goes into the request extensions
+//!   for the layers below.
+//! - **Metrics**: `kmsgate_requests_total{route,outcome}`, the latency histogram, and
+//!   `kmsgate_rejections_total{code,status}` for refusals (read from the [`Rejected`] marker,
+//!   so the count happens in one place).
+//! - **Access log**: one line per request (target `kmsgate::access`): method, route, status,
+//!   reason code, upstream status, latency, correlation id, peer and client addresses, subject.
+//!   Never the Authorization header, bodies or key material.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::body::Body;
+use crate::conn::ConnInfo;
+use crate::metrics::{Metrics, Outcome};
+use crate::proxy::FromUpstream;
+use crate::reason::Rejected;
+use crate::route::Route;
+
+/// The correlation header Key Protect clients send (the Go client always does).
+pub const CORRELATION_ID: HeaderName = HeaderName::from_static("correlation-id");
+
+/// What inner layers learn about a request, for its access-log line. Shared through the
+/// request extensions as `Arc<RequestLog>`.
+#[derive(Debug, Default)]
+pub struct RequestLog {
+    client: OnceLock<IpAddr>,
+    subject: OnceLock<Box<str>>,
+    note: OnceLock<&'static str>,
+}
+
+impl RequestLog {
+    /// Records the derived client address.
+    pub fn set_client(&self, ip: IpAddr) {
+        let _ = self.client.set(ip);
+    }
+
+    /// Records the token subject (an identity, never the token).
+    pub fn set_subject(&self, subject: &str) {
+        let _ = self.subject.set(subject.into());
+    }
+
+    /// Records why a check failed (a fixed phrase such as `"token expired"`).
+    pub fn set_note(&self, note: &'static str) {
+        let _ = self.note.set(note);
+    }
+}
+
+/// Adds [`Observe`] to a stack.
+#[derive(Clone, Debug)]
+pub struct ObserveLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    metrics: Metrics,
+    access_log: bool,
+}
+
+impl ObserveLayer {
+    /// Counts into `metrics`; writes access-log lines when `access_log` is set.
+    pub fn new(metrics: Metrics, access_log: bool) -> Self {
+        ObserveLayer {
+            shared: Arc::new(Shared {
+                metrics,
+                access_log,
+            }),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Observe<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> tower_service::Service<Request<Body>> for Observe<S>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ObserveFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let start = Instant::now();
+        let route = Route::classify(req.method(), req.uri().path(), req.uri().query());
+        let correlation_id = match req.headers().get(CORRELATION_ID) {
+            Some(value) if is_sane_id(value) => value.clone(),
+            _ => {
+                let id = generate_id();
+                req.headers_mut().insert(CORRELATION_ID, id.clone());
+                id
+            }
+        };
+        let log = Arc::new(RequestLog::default());
+        let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
+        let method = req.method().clone();
+        req.extensions_mut().insert(route);
+        req.extensions_mut().insert(log.clone());
+        ObserveFuture {
+            inner: self.inner.call(req),
+            start,
+            route,
+            correlation_id: Some(correlation_id),
+            method,
+            peer,
+            log,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Observe`].
+    pub struct ObserveFuture<F> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        route: Route,
+        correlation_id: Option<HeaderValue>,
+        method: Method,
+        peer: Option<SocketAddr>,
+        log: Arc<RequestLog>,
+        shared: Arc<Shared>,
+    }
+}
+
+impl<F, E> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(response)) => response,
+        };
+        let seconds = this.start.elapsed().as_secs_f64();
+        let rejected = response.extensions().get::<Rejected>().map(|r| r.0);
+        let from_upstream = response.extensions().get::<FromUpstream>().is_some();
+        let outcome = match rejected {
+            Some(reason) => {
+                this.shared.metrics.rejection(reason);
+                if reason.is_client_fault() {
+                    Outcome::Rejected
+                } else {
+                    Outcome::Failed
+                }
+            }
+            None => Outcome::Forwarded,
+        };
+        this.shared.metrics.request(*this.route, outcome, seconds);
+        let correlation_id = this.correlation_id.take().unwrap_or_else(generate_id);
+        if this.shared.access_log {
+            let status = response.status().as_u16();
+            let upstream_status = from_upstream.then_some(status);
+            tracing::info!(
+                target: "kmsgate::access",
+                method = %this.method,
+                route = this.route.as_str(),
+                status,
+                reason = rejected.map(|r| r.code()),
+                upstream_status,
+                latency_ms = seconds * 1000.0,
+                correlation_id = correlation_id.to_str().unwrap_or(""),
+                peer = this.peer.map(|p| p.ip()).map(tracing::field::display),
+                client = this.log.client.get().map(tracing::field::display),
+                subject = this.log.subject.get().map(|s| &**s),
+                note = this.log.note.get().copied(),
+                "request"
+            );
+        }
+        response
+            .headers_mut()
+            .insert(CORRELATION_ID, correlation_id);
+        Poll::Ready(Ok(response))
+    }
+}
+
+fn is_sane_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+/// A new UUID-shaped (version 4 layout) correlation id: a per-process random seed mixed with a
+/// counter, so ids are unique without a random draw per request.
+pub fn generate_id() -> HeaderValue {
+    static SEED: OnceLock<[u64; 2]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = SEED.get_or_init(|| {
+        let mut bytes = [0u8; 16];
+        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+        }
+        let (a, b) = bytes.split_at(8);
+        [
+            u64::from_le_bytes(a.try_into().unwrap_or_default()),
+            u64::from_le_bytes(b.try_into().unwrap_or_default()),
+        ]
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let hi = splitmix(seed[0] ^ n);
+    let lo = seed[1].wrapping_add(n);
+    let value: u128 = (u128::from(hi) << 64) | u128::from(lo);
+    // Version 4, variant 10xx.
+    let value = (value & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let hex = format!("{value:032x}");
+    let id = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    );
+    HeaderValue::try_from(id)
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_uuid_shaped_and_unique() {
+        let a = generate_id();
+        let b = generate_id();
+        assert_ne!(a, b);
+        let s = a.to_str().unwrap();
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+    }
+
+    #[test]
+    fn only_sane_client_ids_are_reused() {
+        assert!(is_sane_id(&HeaderValue::from_static("abc-123")));
+        assert!(!is_sane_id(&HeaderValue::from_static("")));
+        assert!(!is_sane_id(&HeaderValue::from_static("has space")));
+        assert!(!is_sane_id(
+            &HeaderValue::try_from("x".repeat(200)).unwrap()
+        ));
+    }
+}

@@ -1,0 +1,39 @@
+//! kmsgate: a policy gateway for IBM Key Protect-compatible KMS APIs.
+//!
+//! kmsgate stands in front of a KMS and enforces Key Protect *instance policies* (allowedIP,
+//! allowedNetwork, keyCreateImportAccess), bearer-token validation and request-body shape rules
+//! before anything reaches the KMS. A refused request gets Key Protect's own reason-coded error
+//! envelope (see [`reason`]) and a Prometheus counter for that code goes up.
+//!
+//! The gateway is a stack of Tower layers over hyper 1; [`gateway`] assembles it, in the order
+//! that is the contract:
+//!
+//! ```text
+//! observe → client_ip → instance → network → allowed_ip → bearer → body → key_access → proxy
+//! ```
+//!
+//! Each layer is public and can be used on its own.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod conn;
+pub mod devkms;
+pub mod gateway;
+pub mod layer;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod reason;
+pub mod route;
+pub mod server;
+pub mod telemetry;
+
+pub use body::Body;
+pub use reason::{Operation, Reason, Rejection};
+pub use route::Route;

@@ -1,0 +1,228 @@
+//! The metrics registry and the gateway's metric families.
+//!
+//! Every handle a request touches is resolved at start-up and indexed by enum
+//! ([`Reason::index`], [`Route::index`]), so the hot path never hashes a label set. Labels come
+//! from closed sets only: reason codes, route names, outcomes, status classes.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::reason::Reason;
+use crate::route::Route;
+
+/// How a request ended, for `kmsgate_requests_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered (whatever its status).
+    Forwarded,
+    /// The gateway refused it (a policy, token or body rule).
+    Rejected,
+    /// The gateway could not get an answer (upstream unreachable or slow, internal error).
+    Failed,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 3] = [Outcome::Forwarded, Outcome::Rejected, Outcome::Failed];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// The label of upstream reason codes that are not in the catalogue.
+pub const OTHER_CODE: &str = "OTHER";
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The gateway's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    rejections: Vec<IntCounter>,
+    requests: Vec<[IntCounter; 3]>,
+    request_duration: Vec<Histogram>,
+    upstream_duration: Histogram,
+    upstream_responses: [IntCounter; 5],
+    upstream_reasons: Vec<IntCounter>,
+    upstream_other_reason: IntCounter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+// Registration of fixed, well-formed families into a fresh registry cannot fail; a failure would
+// be a programming error caught by every test.
+fn must<T>(result: prometheus::Result<T>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("metric registration: {e}"),
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered and every handle resolved.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| must(registry.register(c));
+
+        let rejections_vec = must(IntCounterVec::new(
+            Opts::new(
+                "kmsgate_rejections_total",
+                "Requests the gateway refused, by reason code",
+            ),
+            &["code", "status"],
+        ));
+        reg(Box::new(rejections_vec.clone()));
+        let rejections = Reason::ALL
+            .iter()
+            .map(|r| rejections_vec.with_label_values(&[r.code(), r.status().as_str()]))
+            .collect();
+
+        let requests_vec = must(IntCounterVec::new(
+            Opts::new("kmsgate_requests_total", "Requests by route and outcome"),
+            &["route", "outcome"],
+        ));
+        reg(Box::new(requests_vec.clone()));
+        let requests = Route::ALL
+            .iter()
+            .map(|route| {
+                Outcome::ALL.map(|o| requests_vec.with_label_values(&[route.as_str(), o.as_str()]))
+            })
+            .collect();
+
+        let duration_vec = must(HistogramVec::new(
+            HistogramOpts::new(
+                "kmsgate_request_duration_seconds",
+                "Time to response headers, by route",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        ));
+        reg(Box::new(duration_vec.clone()));
+        let request_duration = Route::ALL
+            .iter()
+            .map(|r| duration_vec.with_label_values(&[r.as_str()]))
+            .collect();
+
+        let upstream_duration = must(Histogram::with_opts(
+            HistogramOpts::new(
+                "kmsgate_upstream_duration_seconds",
+                "Time the upstream took to answer with headers",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        ));
+        reg(Box::new(upstream_duration.clone()));
+
+        let responses_vec = must(IntCounterVec::new(
+            Opts::new(
+                "kmsgate_upstream_responses_total",
+                "Upstream responses by status class",
+            ),
+            &["status_class"],
+        ));
+        reg(Box::new(responses_vec.clone()));
+        let upstream_responses =
+            ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| responses_vec.with_label_values(&[c]));
+
+        let reasons_vec = must(IntCounterVec::new(
+            Opts::new(
+                "kmsgate_upstream_reasons_total",
+                "Reason codes found in the upstream's own error envelopes",
+            ),
+            &["code"],
+        ));
+        reg(Box::new(reasons_vec.clone()));
+        let upstream_reasons = Reason::ALL
+            .iter()
+            .map(|r| reasons_vec.with_label_values(&[r.code()]))
+            .collect();
+        let upstream_other_reason = reasons_vec.with_label_values(&[OTHER_CODE]);
+
+        let build = must(IntGaugeVec::new(
+            Opts::new("kmsgate_build_info", "The running kmsgate version"),
+            &["version"],
+        ));
+        reg(Box::new(build.clone()));
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                rejections,
+                requests,
+                request_duration,
+                upstream_duration,
+                upstream_responses,
+                upstream_reasons,
+                upstream_other_reason,
+            }),
+        }
+    }
+
+    /// The registry, for layers that register families of their own.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Counts a refusal by the gateway.
+    pub fn rejection(&self, reason: Reason) {
+        self.inner.rejections[reason.index()].inc();
+    }
+
+    /// Counts a finished request and its latency.
+    pub fn request(&self, route: Route, outcome: Outcome, seconds: f64) {
+        let i = route.index();
+        self.inner.requests[i][outcome as usize].inc();
+        self.inner.request_duration[i].observe(seconds);
+    }
+
+    /// Counts an upstream response.
+    pub fn upstream_response(&self, status: http::StatusCode, seconds: f64) {
+        self.inner.upstream_duration.observe(seconds);
+        let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
+        self.inner.upstream_responses[class].inc();
+    }
+
+    /// Counts a reason code found in an upstream error envelope.
+    pub fn upstream_reason(&self, code: &str) {
+        match Reason::from_code(code.trim()) {
+            Some(reason) => self.inner.upstream_reasons[reason.index()].inc(),
+            None => self.inner.upstream_other_reason.inc(),
+        }
+    }
+
+    /// The Prometheus text exposition of every family.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let families = self.inner.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}

@@ -1,0 +1,485 @@
+//! The upstream: a pooled HTTP/HTTPS client to the KMS, or the embedded dev KMS in-process.
+//!
+//! What the proxy does to a request: the URI becomes the upstream's (scheme, authority, base
+//! path + the original path and query); the version becomes HTTP/1.1 (the pool is HTTP/1);
+//! hop-by-hop headers go; `Host` is the upstream's; `X-Forwarded-For` is *set* (never appended)
+//! to the client address and `X-Forwarded-Proto` to the client's scheme. The body streams
+//! through unchanged. To a response: hop-by-hop headers go and the version becomes the
+//! client's. An upstream error body (≤ 64 KiB) is watched while it streams to the client, and the
+//! reason codes of its Key Protect envelope are counted.
+//!
+//! Failures answer with the gateway's codes: `UPSTREAM_UNAVAILABLE_ERR` (502) when no answer
+//! could be had, `UPSTREAM_TIMEOUT_ERR` (504) after `upstream.request_timeout`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::body::Body;
+use crate::config::{ConfigError, UpstreamConfig};
+use crate::conn::{ClientAddr, ConnInfo};
+use crate::devkms::DevKms;
+use crate::metrics::Metrics;
+use crate::reason::{Reason, Rejection};
+
+/// Error bodies up to this size are inspected for reason codes.
+pub const INSPECT_LIMIT: usize = 64 * 1024;
+
+/// Marks a response that came from the upstream (as opposed to the gateway's own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FromUpstream;
+
+/// The innermost service: forwards to the configured upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    target: Target,
+    metrics: Metrics,
+}
+
+#[derive(Clone)]
+enum Target {
+    Remote(Arc<Remote>),
+    Embedded(DevKms),
+}
+
+struct Remote {
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    scheme: Scheme,
+    authority: Authority,
+    /// The upstream URL's path without a trailing `/` ("" for none).
+    base_path: String,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Target::Remote(r) => {
+                write!(f, "Upstream({}://{}{})", r.scheme, r.authority, r.base_path)
+            }
+            Target::Embedded(_) => f.write_str("Upstream(embedded)"),
+        }
+    }
+}
+
+impl Upstream {
+    /// Builds the upstream from its configuration.
+    pub fn new(config: &UpstreamConfig, metrics: Metrics) -> Result<Upstream, ConfigError> {
+        if config.is_embedded() {
+            return Ok(Upstream {
+                target: Target::Embedded(DevKms::new()),
+                metrics,
+            });
+        }
+        let uri: Uri = config
+            .url
+            .parse()
+            .map_err(|e| ConfigError::invalid("upstream.url", format!("{:?}: {e}", config.url)))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            return Err(ConfigError::invalid(
+                "upstream.url",
+                "needs a scheme and a host",
+            ));
+        };
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = crate::server::tls::client_config(config.ca_file.as_deref())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .build(connector);
+        let remote = Remote {
+            client,
+            scheme,
+            authority,
+            base_path,
+            request_timeout: config.request_timeout,
+        };
+        Ok(Upstream {
+            target: Target::Remote(Arc::new(remote)),
+            metrics,
+        })
+    }
+
+    /// An upstream served by this dev KMS (for tests and `upstream.url = "embedded"`).
+    pub fn embedded(devkms: DevKms, metrics: Metrics) -> Upstream {
+        Upstream {
+            target: Target::Embedded(devkms),
+            metrics,
+        }
+    }
+}
+
+impl tower_service::Service<Request<Body>> for Upstream {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = UpstreamFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> UpstreamFuture {
+        let version = req.version();
+        let start = Instant::now();
+        let metrics = self.metrics.clone();
+        match &mut self.target {
+            Target::Embedded(devkms) => {
+                let future = tower_service::Service::call(devkms, req);
+                UpstreamFuture {
+                    kind: Kind::Embedded { future },
+                    version,
+                    start,
+                    metrics,
+                }
+            }
+            Target::Remote(remote) => {
+                if let Err(rejection) = remote.prepare(&mut req) {
+                    return UpstreamFuture {
+                        kind: Kind::Failed {
+                            rejection: Some(rejection),
+                        },
+                        version,
+                        start,
+                        metrics,
+                    };
+                }
+                let future =
+                    tokio::time::timeout(remote.request_timeout, remote.client.request(req));
+                UpstreamFuture {
+                    kind: Kind::Remote { future },
+                    version,
+                    start,
+                    metrics,
+                }
+            }
+        }
+    }
+}
+
+impl Remote {
+    /// Rewrites a client request into the upstream request, in place.
+    fn prepare(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
+        let path_and_query = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+        let path_and_query: PathAndQuery = if self.base_path.is_empty() {
+            PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes()))
+        } else {
+            PathAndQuery::from_maybe_shared(Bytes::from(format!(
+                "{}{}",
+                self.base_path, path_and_query
+            )))
+        }
+        .map_err(|_| {
+            Rejection::new(Reason::GatewayInternal).detail("the request path cannot be forwarded")
+        })?;
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| {
+                Rejection::new(Reason::GatewayInternal).detail("the upstream URI cannot be built")
+            })?;
+        *req.uri_mut() = uri;
+        *req.version_mut() = Version::HTTP_11;
+
+        let conn = req.extensions().get::<ConnInfo>().copied();
+        let client = req
+            .extensions()
+            .get::<ClientAddr>()
+            .map(|c| c.0)
+            .or(conn.map(|c| c.peer.ip()));
+        let headers = req.headers_mut();
+        strip_hop_by_hop(headers);
+        headers.remove(header::HOST);
+        if let Some(ip) = client {
+            // Overwrite, never append: what the client sent is not trusted here.
+            if let Ok(value) = HeaderValue::try_from(crate::conn::canonical_ip(ip).to_string()) {
+                headers.insert(X_FORWARDED_FOR, value);
+            }
+        }
+        let proto = if conn.is_some_and(|c| c.tls) {
+            "https"
+        } else {
+            "http"
+        };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        Ok(())
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ] {
+        headers.remove(name);
+    }
+}
+
+pin_project! {
+    /// The response future of [`Upstream`].
+    pub struct UpstreamFuture {
+        #[pin]
+        kind: Kind,
+        version: Version,
+        start: Instant,
+        metrics: Metrics,
+    }
+}
+
+type EmbeddedFuture = <DevKms as tower_service::Service<Request<Body>>>::Future;
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Remote { #[pin] future: tokio::time::Timeout<hyper_util::client::legacy::ResponseFuture> },
+        Embedded { #[pin] future: EmbeddedFuture },
+        Failed { rejection: Option<Rejection> },
+    }
+}
+
+impl Future for UpstreamFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.kind.project() {
+            KindProj::Embedded { future } => match future.poll(cx) {
+                Poll::Ready(Ok(res)) => res,
+                Poll::Ready(Err(never)) => match never {},
+                Poll::Pending => return Poll::Pending,
+            },
+            KindProj::Failed { rejection } => {
+                let rejection = rejection
+                    .take()
+                    .unwrap_or_else(|| Rejection::new(Reason::GatewayInternal));
+                return Poll::Ready(Ok(rejection.into_response()));
+            }
+            KindProj::Remote { future } => match future.poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_elapsed)) => {
+                    tracing::warn!("upstream did not answer in time");
+                    return Poll::Ready(
+                        Ok(Rejection::new(Reason::UpstreamTimeout).into_response()),
+                    );
+                }
+                Poll::Ready(Ok(Err(error))) => {
+                    tracing::warn!(error = %error_chain(&error), "upstream request failed");
+                    return Poll::Ready(Ok(
+                        Rejection::new(Reason::UpstreamUnavailable).into_response()
+                    ));
+                }
+                Poll::Ready(Ok(Ok(res))) => {
+                    let (parts, incoming) = res.into_parts();
+                    let inspect = parts.status.as_u16() >= 400
+                        && incoming_len(&parts.headers)
+                            .is_none_or(|len| len <= INSPECT_LIMIT as u64);
+                    let body = if inspect {
+                        Body::inspected(incoming, ErrorInspector::new(this.metrics.clone()))
+                    } else {
+                        Body::incoming(incoming)
+                    };
+                    Response::from_parts(parts, body)
+                }
+            },
+        };
+        Poll::Ready(Ok(finish_response(
+            response,
+            *this.version,
+            this.start.elapsed().as_secs_f64(),
+            this.metrics,
+        )))
+    }
+}
+
+/// Normalises an upstream response for the client and counts it.
+fn finish_response(
+    mut res: Response<Body>,
+    version: Version,
+    seconds: f64,
+    metrics: &Metrics,
+) -> Response<Body> {
+    metrics.upstream_response(res.status(), seconds);
+    strip_hop_by_hop(res.headers_mut());
+    *res.version_mut() = version;
+    res.extensions_mut().insert(FromUpstream);
+    res
+}
+
+fn incoming_len(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The error and its sources, for a log line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Watches an upstream error body as it streams to the client (up to [`INSPECT_LIMIT`] bytes)
+/// and counts the reason codes of its Key Protect envelope when it ends. The bytes themselves
+/// are passed on untouched.
+#[derive(Debug)]
+pub struct ErrorInspector {
+    buffer: Vec<u8>,
+    overflowed: bool,
+    finished: bool,
+    metrics: Metrics,
+}
+
+impl ErrorInspector {
+    /// A new inspector that counts into `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        ErrorInspector {
+            buffer: Vec::new(),
+            overflowed: false,
+            finished: false,
+            metrics,
+        }
+    }
+
+    /// Sees a data frame.
+    pub fn observe(&mut self, data: &Bytes) {
+        if self.overflowed {
+            return;
+        }
+        if self.buffer.len() + data.len() > INSPECT_LIMIT {
+            self.overflowed = true;
+            self.buffer = Vec::new();
+            return;
+        }
+        self.buffer.extend_from_slice(data);
+    }
+
+    /// The body ended: count the codes found (once).
+    pub fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) || self.overflowed {
+            return;
+        }
+        for code in envelope_codes(&self.buffer) {
+            self.metrics.upstream_reason(&code);
+        }
+        self.buffer = Vec::new();
+    }
+}
+
+/// The reason codes in a Key Protect error envelope (empty for anything else).
+pub fn envelope_codes(body: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        resources: Vec<Resource>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Resource {
+        #[serde(default)]
+        reasons: Vec<ReasonCode>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReasonCode {
+        #[serde(default)]
+        code: String,
+    }
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(envelope) => envelope
+            .resources
+            .into_iter()
+            .flat_map(|r| r.reasons)
+            .map(|r| r.code)
+            .filter(|c| !c.is_empty())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_including_connection_named_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("bluemix-instance", HeaderValue::from_static("i"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("bluemix-instance"));
+    }
+
+    #[test]
+    fn envelope_codes_are_read_leniently() {
+        let body = br#"{"metadata":{},"resources":[{"errorMsg":"x","reasons":[{"code":"KEY_DELETED_ERR"},{"code":" WEIRD"}]}]}"#;
+        assert_eq!(
+            envelope_codes(body),
+            vec!["KEY_DELETED_ERR".to_owned(), " WEIRD".to_owned()]
+        );
+        assert!(envelope_codes(b"not json").is_empty());
+    }
+}
