@@ -255,9 +255,8 @@ impl Config {
     /// Checks what serde cannot: values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.upstream.url;
-        if !self.upstream.is_embedded()
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
+        let http = url.starts_with("http://") || url.starts_with("https://");
+        if !self.upstream.is_embedded() && !http {
             return Err(ConfigError::invalid(
                 "upstream.url",
                 format!("{url:?} is neither \"embedded\" nor an http:// or https:// URL"),

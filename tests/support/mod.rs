@@ -309,6 +309,7 @@ impl TestRequest {
     }
 
     /// Binds the client socket to this source address (e.g. `127.0.0.7` or `::1`).
+    #[allow(clippy::wrong_self_convention)] // a builder step, read as "send from this IP"
     pub fn from_ip(mut self, ip: &str) -> Self {
         self.from_ip = Some(ip.parse().expect("an IP address"));
         self
