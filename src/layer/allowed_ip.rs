@@ -19,9 +19,9 @@ use crate::policy::ActivePolicy;
 use crate::reason::{Reason, Rejection};
 use crate::route::Route;
 
-/// The allowedIP decision for a request on `route` from `client`.
+/// The allowedIP decision for a request on `route` from `client`: the refusal's reason, if any.
 #[inline]
-pub fn check(policy: &ActivePolicy, route: Option<Route>, client: IpAddr) -> Result<(), Rejection> {
+pub fn check(policy: &ActivePolicy, route: Option<Route>, client: IpAddr) -> Result<(), Reason> {
     let Some(set) = policy.allowed_ip.as_ref() else {
         return Ok(());
     };
@@ -30,12 +30,21 @@ pub fn check(policy: &ActivePolicy, route: Option<Route>, client: IpAddr) -> Res
     }
     let client = client.to_canonical();
     if client.is_ipv6() && set.has_ipv4() && !set.has_ipv6() {
-        return Err(Rejection::new(Reason::FeatureRestricted));
+        return Err(Reason::FeatureRestricted);
     }
     if set.contains(client) {
         Ok(())
     } else {
-        Err(Rejection::new(Reason::Unauthorized))
+        Err(Reason::Unauthorized)
+    }
+}
+
+/// The refusal for `reason`, naming the route's operation.
+pub fn rejection(reason: Reason, route: Option<Route>) -> Rejection {
+    let rejection = Rejection::new(reason);
+    match route {
+        Some(route) => rejection.operation(route.operation()),
+        None => rejection,
     }
 }
 
@@ -84,18 +93,14 @@ where
             .or_else(|| ext.get::<ConnInfo>().map(|c| c.peer.ip()));
         if let (Some(policy), Some(client)) = (ext.get::<Arc<ActivePolicy>>(), client) {
             let route = ext.get::<Route>().copied();
-            if let Err(rejection) = check(policy, route, client) {
+            if let Err(reason) = check(policy, route, client) {
                 if let Some(log) = ext.get::<Arc<RequestLog>>() {
-                    log.set_note(match rejection.reason() {
+                    log.set_note(match reason {
                         Reason::FeatureRestricted => "allowedIP: IPv6 client, IPv4-only list",
                         _ => "allowedIP: client outside every range",
                     });
                 }
-                let rejection = match route {
-                    Some(route) => rejection.operation(route.operation()),
-                    None => rejection,
-                };
-                return ResponseFuture::refused(rejection);
+                return ResponseFuture::refused(rejection(reason, route));
             }
         }
         ResponseFuture::inner(self.inner.call(req))
@@ -124,8 +129,8 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn code(r: Result<(), Rejection>) -> Option<&'static str> {
-        r.err().map(|r| r.reason().code())
+    fn code(r: Result<(), Reason>) -> Option<&'static str> {
+        r.err().map(Reason::code)
     }
 
     #[test]
@@ -174,12 +179,20 @@ mod tests {
     #[test]
     fn refusal_envelopes() {
         let p = policy(&["10.0.0.0/8"], true);
-        let r = check(&p, None, ip("1.1.1.1")).unwrap_err();
+        let r = rejection(check(&p, None, ip("1.1.1.1")).unwrap_err(), None);
         assert_eq!(
             r.error_msg(),
             "Unauthorized: The user does not have access to the specified resource"
         );
         let r = check(&p, None, ip("::1")).unwrap_err();
-        assert_eq!(r.reason().status(), 403);
+        assert_eq!(r.status(), 403);
+        let route = Route::classify(&http::Method::POST, "/api/v2/keys", None);
+        let r = rejection(r, Some(route));
+        assert!(
+            r.error_msg()
+                .starts_with("Forbidden: Key could not be created"),
+            "{}",
+            r.error_msg()
+        );
     }
 }

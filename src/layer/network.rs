@@ -15,9 +15,10 @@ use crate::body::Body;
 use crate::config::NetworkConfig;
 use crate::conn::{ClientAddr, ConnInfo, ListenerKind};
 use crate::layer::ResponseFuture;
+use crate::layer::allowed_ip::rejection;
 use crate::layer::observe::RequestLog;
 use crate::policy::{ActivePolicy, IpSet};
-use crate::reason::{Reason, Rejection};
+use crate::reason::Reason;
 use crate::route::Route;
 
 /// What makes a request private; built once from `[network]`.
@@ -70,10 +71,10 @@ impl PrivateNetwork {
         self.hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
 
-    /// The allowedNetwork decision for `policy`.
-    pub fn check(&self, policy: &ActivePolicy, ingress: &Ingress<'_>) -> Result<(), Rejection> {
+    /// The allowedNetwork decision for `policy`: the refusal's reason, if any.
+    pub fn check(&self, policy: &ActivePolicy, ingress: &Ingress<'_>) -> Result<(), Reason> {
         if policy.private_only && !self.is_private(ingress) {
-            return Err(Rejection::new(Reason::ConfigRuleConflict));
+            return Err(Reason::ConfigRuleConflict);
         }
         Ok(())
     }
@@ -145,15 +146,11 @@ where
                     .or_else(|| req.uri().authority().map(|a| a.as_str())),
                 client: ext.get::<ClientAddr>().map(|c| c.0),
             };
-            if let Err(rejection) = self.private.check(policy, &ingress) {
+            if let Err(reason) = self.private.check(policy, &ingress) {
                 if let Some(log) = ext.get::<Arc<RequestLog>>() {
                     log.set_note("allowedNetwork private-only: request not private");
                 }
-                let operation = ext.get::<Route>().map(|r| r.operation());
-                return ResponseFuture::refused(match operation {
-                    Some(op) => rejection.operation(op),
-                    None => rejection,
-                });
+                return ResponseFuture::refused(rejection(reason, ext.get::<Route>().copied()));
             }
         }
         ResponseFuture::inner(self.inner.call(req))
@@ -208,7 +205,7 @@ mod tests {
             "10.0.0.1",
         );
         let err = n.check(&p, &public).unwrap_err();
-        assert_eq!(err.reason(), Reason::ConfigRuleConflict);
+        assert_eq!(err, Reason::ConfigRuleConflict);
         assert!(
             n.check(&p, &ingress(ListenerKind::Private, None, "8.8.8.8"))
                 .is_ok()
