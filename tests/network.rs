@@ -559,3 +559,49 @@ fn a_bad_policy_document_is_a_config_error_naming_the_instance() {
     assert!(err.contains("policies.instances"), "{err}");
     assert!(err.contains("inst-broken"), "{err}");
 }
+
+/// The real configuration path: Key Protect JSON documents in `[policies]`, parsed by
+/// `policy::parse::parse_document`.
+#[tokio::test]
+async fn policies_from_the_config_file_in_key_protect_json() {
+    let upstream = Recorder::start().await;
+    let toml = format!(
+        r#"{}
+[policies]
+default = '''{{"metadata": {{"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 1}},
+  "resources": [{{"policy_type": "allowedIP",
+                 "policy_data": {{"enabled": true, "attributes": {{"allowed_ip": ["127.0.0.3/32"]}}}}}}]}}'''
+
+[policies.instances]
+"inst-toml" = '''
+{{"metadata": {{"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 2}},
+ "resources": [
+  {{"policy_type": "allowedIP",
+   "policy_data": {{"enabled": true, "attributes": {{"allowed_ip": ["127.0.0.2/32"]}}}}}},
+  {{"policy_type": "allowedNetwork",
+   "policy_data": {{"enabled": true, "attributes": {{"allowed_network": "private-only"}}}}}}
+ ]}}
+'''
+"#,
+        upstream_toml(&upstream)
+    );
+    let gw = TestGateway::start(&toml).await;
+    let send = |instance: &'static str, from: &'static str, private: bool| {
+        let req = gw
+            .request("GET", "/api/v2/keys")
+            .header("bluemix-instance", instance)
+            .from_ip(from);
+        if private { req.private() } else { req }.send()
+    };
+    let res = send("inst-toml", "127.0.0.2", false).await;
+    assert_refused(&res, 403, "CONFIG_RULE_CONFLICT_ERR", &upstream, 0);
+    let res = send("inst-toml", "127.0.0.3", true).await;
+    assert_refused(&res, 401, "UNAUTHORIZED_ERR", &upstream, 0);
+    let res = send("inst-toml", "127.0.0.2", true).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    // Any other instance: the default document.
+    let res = send("someone-else", "127.0.0.2", false).await;
+    assert_refused(&res, 401, "UNAUTHORIZED_ERR", &upstream, 1);
+    let res = send("someone-else", "127.0.0.3", false).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+}
