@@ -77,3 +77,43 @@ impl Default for NetworkConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ForwardedHeader, ListenerName};
+
+    #[test]
+    fn sections_parse_with_defaults() {
+        let config = Config::from_toml(&[
+            "[client_ip]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1/128\"]\nheader = \"forwarded\"\nproxy_protocol = [\"public\"]\n[network]\nprivate_hosts = [\"private.eu-de.kms.cloud.ibm.com\"]\n",
+        ])
+        .unwrap();
+        assert_eq!(config.client_ip.trusted_proxies.len(), 2);
+        assert_eq!(config.client_ip.header, ForwardedHeader::Forwarded);
+        assert_eq!(config.client_ip.proxy_protocol, vec![ListenerName::Public]);
+        assert!(!config.network.private_by_client_address);
+        assert_eq!(config.network.private_ranges.len(), 9);
+        assert!(config.policies.instances.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = |toml: &str| Config::from_toml(&[toml]).unwrap_err().to_string();
+        assert!(
+            err("[client_ip]\nproxy_protocol = [\"public\"]\n")
+                .contains("client_ip.proxy_protocol")
+        );
+        assert!(
+            err(
+                "[client_ip]\ntrusted_proxies = [\"10.0.0.0/8\"]\nproxy_protocol = [\"private\"]\n"
+            )
+            .contains("listen.private")
+        );
+        assert!(
+            err("[client_ip]\ntrusted_proxies = [\"10.0.0.300/8\"]\n").contains("trusted_proxies")
+        );
+        assert!(err("[client_ip]\nheader = \"x-real-ip\"\n").contains("header"));
+        assert!(err("[network]\nprivate_host = []\n").contains("private_host"));
+        assert!(err("[policies]\ninstance = {}\n").contains("instance"));
+    }
+}
