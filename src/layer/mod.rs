@@ -14,6 +14,8 @@ use pin_project_lite::pin_project;
 use crate::body::Body;
 use crate::reason::Rejection;
 
+pub mod body;
+pub mod key_access;
 pub mod observe;
 
 pin_project! {

@@ -1,0 +1,1 @@
+//! The key_access layer: Key Protect's `keyCreateImportAccess` instance policy.
