@@ -11,22 +11,27 @@ use tower_layer::Layer;
 use crate::admin::{self, Readiness};
 use crate::config::{Config, ConfigError};
 use crate::conn::ListenerKind;
+use crate::layer::body::{BodyShape, BodyShapeLayer};
+use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack = Observe<Upstream>;
+pub type Stack = Observe<BodyShape<KeyAccess<Upstream>>>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
 pub fn stack(config: &Config, metrics: &Metrics, upstream: Upstream) -> Stack {
-    let _ = config;
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
+    // body: bounded buffer of the routes that need it, parse once, Key Protect shape checks.
+    let body = BodyShapeLayer::new(config.body.limit);
+    // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
+    let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    observe.layer(upstream)
+    observe.layer(body.layer(key_access.layer(upstream)))
 }
 
 /// Why the gateway could not start.
