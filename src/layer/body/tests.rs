@@ -462,3 +462,98 @@ proptest! {
         prop_assert!(catalogued(&result));
     }
 }
+
+mod service {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use http::{Request, Response};
+    use tower::ServiceExt;
+
+    use super::super::{BodyShapeLayer, KeyBody};
+    use crate::body::Body;
+    use crate::route::Route;
+
+    type Seen = Arc<Mutex<Vec<(Option<KeyBody>, bytes::Bytes)>>>;
+
+    /// The layer around a service that records what reaches it.
+    fn stack(
+        limit: usize,
+    ) -> (
+        impl tower_service::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+        Seen,
+    ) {
+        let seen: Seen = Arc::default();
+        let record = seen.clone();
+        let inner = tower::service_fn(move |req: Request<Body>| {
+            let record = record.clone();
+            async move {
+                let key_body = req.extensions().get::<KeyBody>().copied();
+                let bytes = http_body_util::BodyExt::collect(req.into_body())
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                record.lock().unwrap().push((key_body, bytes));
+                Ok::<_, Infallible>(Response::new(Body::empty()))
+            }
+        });
+        (
+            tower_layer::Layer::layer(&BodyShapeLayer::new(limit), inner),
+            seen,
+        )
+    }
+
+    fn post(path: &str, body: &'static str) -> Request<Body> {
+        Request::post(path).body(Body::full(body)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stream_longer_than_the_limit_is_cut_off_without_content_length() {
+        let (svc, seen) = stack(16);
+        let req = post("/api/v2/keys/k/actions/wrap", r#"{"plaintext":"YWJjZA=="}"#);
+        assert!(req.headers().get("content-length").is_none());
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 413);
+        assert_eq!(res.headers()["kmsgate-reason"], "BODY_TOO_LARGE_ERR");
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_original_bytes_and_the_key_body_reach_the_inner_service() {
+        let (svc, seen) = stack(1024);
+        let body = r#"{"metadata":{"collectionType":"x","collectionTotal":1},"resources":[{"Extractable":true}]}"#;
+        let mut req = post("/api/v2/keys", body);
+        req.extensions_mut().insert(Route::KeyCreate);
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let seen = seen.lock().unwrap();
+        assert_eq!(&seen[0].1[..], body.as_bytes());
+        assert_eq!(
+            seen[0].0,
+            Some(KeyBody {
+                extractable: true,
+                ..KeyBody::default()
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let (svc, seen) = stack(8);
+        let req = Request::post("/api/v2/instance/policies")
+            .method("PUT")
+            .header("content-length", "9999")
+            .body(Body::empty())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 413);
+        // Routes that are not inspected pass whatever their length.
+        let (svc, _) = stack(8);
+        let req = post(
+            "/api/v2/keys/k/actions/disable",
+            "null and more than eight bytes",
+        );
+        assert_eq!(svc.oneshot(req).await.unwrap().status(), 200);
+        assert!(seen.lock().unwrap().is_empty());
+    }
+}
