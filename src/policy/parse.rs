@@ -17,9 +17,12 @@
 //!    and its `policy_data` checked for that type (unknown fields → `BAD_BODY_ERR`, bad values →
 //!    `INVALID_FIELD_ERR` with the field as `target`).
 //!
-//! A GET document differs from a PUT body only in that its resources also carry `createdBy`,
-//! `creationDate`, `updatedBy` and `lastUpdated` (unknown fields in a PUT), and that it may have
-//! no resources at all.
+//! A GET document ([`parse_document`]) is read as Key Protect sends it: its resources also carry
+//! `createdBy`, `creationDate`, `updatedBy` and `lastUpdated` (unknown fields in a PUT); its
+//! `metadata` is not checked (the Go client's own fixture has `collectionTotal` 1 for four
+//! resources); `resources` may be empty (no policies); a legacy `ipWhitelist` record and an
+//! identical repeat of a record are skipped. Everything else — unknown fields, policy types,
+//! every `policy_data` value — is checked as in a PUT, so a typo in a policy file is an error.
 
 // A refusal is the cold path; `Rejection` travels by value like every layer's `check`.
 #![allow(clippy::result_large_err)]
@@ -45,6 +48,9 @@ const FIELD_OPERATION: Operation =
 
 /// The most CIDR blocks an allowedIP policy may list.
 pub const MAX_ALLOWED_IP: usize = 1000;
+
+/// allowedIP's historic policy type, which a GET of all policies may still return.
+const LEGACY_ALLOWED_IP: &str = "ipWhitelist";
 
 const BOOLEAN: &str = "a boolean (true or false)";
 
@@ -139,17 +145,19 @@ fn parse(body: &[u8], shape: Shape, query: Option<PolicyType>) -> Result<Vec<Pol
         items.push((ty, data));
     }
 
-    // The envelope.
-    if collection_type.is_none_or(str::is_empty) && collection_total.is_none_or(|t| t == 0) {
+    // The envelope (a GET answer is taken as Key Protect sent it: its metadata is not ours to
+    // check, and the Go client's own fixture has a collectionTotal of 1 for 4 resources).
+    let put = shape == Shape::Put;
+    if put && collection_type.is_none_or(str::is_empty) && collection_total.is_none_or(|t| t == 0) {
         return Err(bad_body("CollectionMetadata is empty"));
     }
     let Some(resources) = resources else {
         return Err(bad_body("No resources section was provided"));
     };
-    if shape == Shape::Put && resources.is_empty() {
+    if put && resources.is_empty() {
         return Err(bad_body("No resources section was provided"));
     }
-    if collection_total != Some(items.len() as i64) {
+    if put && collection_total != Some(items.len() as i64) {
         return Err(Rejection::new(Reason::CollectionTotalMismatch).operation(OPERATION));
     }
     if let Some(query) = query {
@@ -164,13 +172,20 @@ fn parse(body: &[u8], shape: Shape, query: Option<PolicyType>) -> Result<Vec<Pol
     // Each policy.
     let mut policies: Vec<Policy> = Vec::with_capacity(items.len());
     for (ty, data) in items {
+        // A GET without `?policy=` also returns allowedIP under its historic name.
+        if !put && ty == Some(LEGACY_ALLOWED_IP) {
+            continue;
+        }
         let ty = ty
             .and_then(PolicyType::from_name)
             .ok_or_else(|| field_error("policy_type", type_rule()))?;
-        if policies.iter().any(|p| p.policy_type() == ty) {
-            return Err(bad_body("Only one of each policy can be created"));
+        let policy = policy(ty, data)?;
+        match policies.iter().find(|p| p.policy_type() == ty) {
+            None => policies.push(policy),
+            // A GET may repeat a record (the duplicate allowedIP one); an identical repeat is harmless.
+            Some(seen) if !put && *seen == policy => {}
+            Some(_) => return Err(bad_body("Only one of each policy can be created")),
         }
-        policies.push(policy(ty, data)?);
     }
     Ok(policies)
 }

@@ -573,6 +573,41 @@ fn get_documents_parse() {
         parse_document(empty.as_bytes()).unwrap(),
         InstancePolicies::default()
     );
+    // The Go fixture's sloppy total, no metadata, legacy and repeated records are all read.
+    let sloppy = envelope(
+        1,
+        &format!(r#"{DUAL_OFF},{{"policy_type":"metrics","policy_data":{{"enabled":true}}}}"#),
+    );
+    assert_eq!(
+        parse_document(sloppy.as_bytes()).unwrap().metrics,
+        Some(true)
+    );
+    let ip = r#"{"policy_type":"allowedIP","policy_data":{"enabled":true,"attributes":{"allowed_ip":["192.0.2.0/24"]}}}"#;
+    let legacy = format!(
+        r#"{{"resources":[{ip},{ip},{}]}}"#,
+        ip.replace("allowedIP", "ipWhitelist")
+    );
+    assert_eq!(
+        parse_document(legacy.as_bytes())
+            .unwrap()
+            .allowed_ip
+            .unwrap()
+            .allowed_ip
+            .len(),
+        1
+    );
+    // ... but not in a PUT, and not two different records of one type.
+    assert_eq!(
+        parse_put(legacy.as_bytes(), None).unwrap_err().reason(),
+        Reason::BadBody
+    );
+    let other = ip.replace("192.0.2.0/24", "198.51.100.0/24");
+    let conflicting = format!(r#"{{"resources":[{ip},{other}]}}"#);
+    assert_eq!(
+        parse_document(conflicting.as_bytes()).unwrap_err().reason(),
+        Reason::BadBody
+    );
+    assert_eq!(parse_document(b"{}").unwrap_err().reason(), Reason::BadBody);
     // Still validated.
     let bad = envelope(
         1,
