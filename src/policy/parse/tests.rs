@@ -597,10 +597,15 @@ fn get_documents_parse() {
         1
     );
     // ... but not in a PUT, and not two different records of one type.
-    assert_eq!(
-        parse_put(legacy.as_bytes(), None).unwrap_err().reason(),
-        Reason::BadBody
+    let repeated = envelope(2, &format!("{ip},{ip}"));
+    let r = parse_put(repeated.as_bytes(), None).unwrap_err();
+    assert!(
+        r.wire_message()
+            .ends_with("Only one of each policy can be created")
     );
+    let legacy_put = envelope(1, &ip.replace("allowedIP", "ipWhitelist"));
+    let r = parse_put(legacy_put.as_bytes(), None).unwrap_err();
+    assert_eq!(r.reason(), Reason::InvalidField);
     let other = ip.replace("192.0.2.0/24", "198.51.100.0/24");
     let conflicting = format!(r#"{{"resources":[{ip},{other}]}}"#);
     assert_eq!(
