@@ -66,7 +66,7 @@ fn main() {
     let iterations = 200_000;
     let wrap = Bytes::from(format!(
         r#"{{"plaintext":"{}","aad":["tenant-a","db-17","orders-2026-europe-wst"]}}"#,
-        "2eLAD3LyD3H2bq8dIDAy0A/lN9DSE/Ne3bwu40CdErs=".repeat(3)
+        "2eLAD3LyD3H2bq8dIDAy0A/lN9DSE/Ne3bwu40CdErs+".repeat(3)
     ));
     let create = Bytes::from_static(
         br#"{"metadata":{"collectionType":"application/vnd.ibm.kms.key+json","collectionTotal":1},"resources":[{"type":"application/vnd.ibm.kms.key+json","name":"Root-key-1","description":"example-key","extractable":false}]}"#,
