@@ -12,8 +12,10 @@ use crate::admin::{self, Readiness};
 use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
 use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
+use crate::layer::body::{BodyShape, BodyShapeLayer};
 use crate::layer::client_ip::{ClientIp, ClientIpLayer, ClientIpRules};
 use crate::layer::instance::{Instance, InstanceLayer};
+use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
 use crate::layer::network::{Network, NetworkLayer, PrivateNetwork};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::metrics::Metrics;
@@ -23,7 +25,7 @@ use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack = Observe<ClientIp<Instance<Network<AllowedIp<Upstream>>>>>;
+pub type Stack = Observe<ClientIp<Instance<Network<AllowedIp<BodyShape<KeyAccess<Upstream>>>>>>>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
@@ -43,8 +45,13 @@ pub fn stack(
     let network = NetworkLayer::new(Arc::new(PrivateNetwork::new(&config.network)));
     // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
     let allowed_ip = AllowedIpLayer::new();
+    // body: bounded buffer of the routes that need it, parse once, Key Protect shape checks.
+    let body = BodyShapeLayer::new(config.body.limit);
+    // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
+    let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(upstream)))))
+    let inner = body.layer(key_access.layer(upstream));
+    observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(inner)))))
 }
 
 /// Why the gateway could not start.
