@@ -66,9 +66,7 @@ pub(crate) fn perform(
         _ => (State::Active, "Key is not in active state"),
     };
     if key.state != needed {
-        return Err(call
-            .reject(Reason::KeyActionInvalidState)
-            .context(context));
+        return Err(call.reject(Reason::KeyActionInvalidState).context(context));
     }
     match route {
         Route::KeyWrap => wrap(key, body.unwrap_or_default()),

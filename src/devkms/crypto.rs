@@ -213,10 +213,7 @@ mod tests {
             let ciphertext = seal(&material, "v1", &dek, &aad(&["ctx", "more"]));
             let sealed = Sealed::parse(&ciphertext).unwrap();
             assert_eq!(sealed.handle(), "v1");
-            assert_eq!(
-                sealed.open(&material, &aad(&["ctx", "more"])).unwrap(),
-                dek
-            );
+            assert_eq!(sealed.open(&material, &aad(&["ctx", "more"])).unwrap(), dek);
         }
     }
 

@@ -62,9 +62,8 @@ pub(crate) fn create(
 ) -> Result<Response<Body>, Rejection> {
     let op = Operation::IMPORT_TOKEN_CREATE;
     let body: Option<CreateBody> = call.json().map_err(|r| r.operation(op))?;
-    let (expiration, max_retrievals) = body.map_or((None, None), |b| {
-        (b.expiration, b.max_allowed_retrievals)
-    });
+    let (expiration, max_retrievals) =
+        body.map_or((None, None), |b| (b.expiration, b.max_allowed_retrievals));
     let expiration = expiration.unwrap_or(600);
     if !(300..=86_400).contains(&expiration) {
         return Err(Rejection::invalid_field(

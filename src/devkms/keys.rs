@@ -211,14 +211,20 @@ pub(crate) struct Enabled {
 }
 
 /// The key a key route names: 404 `KEY_NOT_FOUND_ERR` when there is none.
-pub(crate) fn named<'i>(instance: &'i mut Instance, call: &Call<'_>) -> Result<&'i mut Key, Rejection> {
+pub(crate) fn named<'i>(
+    instance: &'i mut Instance,
+    call: &Call<'_>,
+) -> Result<&'i mut Key, Rejection> {
     call.key_id
         .and_then(|id| instance.key_mut(id))
         .ok_or_else(|| call.reject(Reason::KeyNotFound))
 }
 
 /// Like [`named`], and 410 `KEY_DELETED_ERR` when the key was deleted.
-pub(crate) fn live<'i>(instance: &'i mut Instance, call: &Call<'_>) -> Result<&'i mut Key, Rejection> {
+pub(crate) fn live<'i>(
+    instance: &'i mut Instance,
+    call: &Call<'_>,
+) -> Result<&'i mut Key, Rejection> {
     let key = named(instance, call)?;
     if key.is_deleted() {
         return Err(call.reject(Reason::KeyDeleted));
@@ -412,7 +418,9 @@ pub(crate) fn list(instance: &mut Instance, call: &Call<'_>) -> Result<Response<
             .split(',')
             .map(|s| s.trim().parse().ok().filter(|n| matches!(n, 0..=3 | 5)))
             .collect::<Option<_>>()
-            .ok_or_else(|| invalid_query(call, "state", "a comma-separated list of 0, 1, 2, 3, 5"))?,
+            .ok_or_else(|| {
+                invalid_query(call, "state", "a comma-separated list of 0, 1, 2, 3, 5")
+            })?,
     };
     let extractable = match call.query("extractable") {
         None => None,
@@ -482,7 +490,9 @@ pub(crate) fn delete(
     key.deletion_authorized = false;
     Ok(match call.prefer(Prefer::Minimal) {
         Prefer::Minimal => no_content(),
-        Prefer::Representation => respond(key, View::Metadata, Prefer::Representation, StatusCode::OK),
+        Prefer::Representation => {
+            respond(key, View::Metadata, Prefer::Representation, StatusCode::OK)
+        }
     })
 }
 

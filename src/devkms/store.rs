@@ -110,7 +110,10 @@ impl Instance {
 
     /// The CRN of a resource of this instance, e.g. `…:key:<id>`.
     pub(crate) fn crn(&self, kind: &str, id: &str) -> String {
-        format!("crn:v1:bluemix:public:kms:local:a/devkms:{}:{kind}:{id}", self.id)
+        format!(
+            "crn:v1:bluemix:public:kms:local:a/devkms:{}:{kind}:{id}",
+            self.id
+        )
     }
 }
 
