@@ -69,7 +69,7 @@ pub(crate) fn perform(
         return Err(call.reject(Reason::KeyActionInvalidState).context(context));
     }
     match route {
-        Route::KeyWrap => wrap(key, body.unwrap_or_default()),
+        Route::KeyWrap => wrap(key, call, body.unwrap_or_default()),
         Route::KeyUnwrap | Route::KeyRewrap => unwrap(key, call, body),
         Route::KeyRotate => rotate(key, call, body.unwrap_or_default()),
         Route::KeyEnable | Route::KeyDisable => {
@@ -95,17 +95,14 @@ pub(crate) fn perform(
 
 /// wrap: seals `plaintext` (base64), or a fresh 256-bit DEK when there is none, with the
 /// newest version.
-fn wrap(key: &Key, body: ActionBody) -> Result<Response<Body>, Rejection> {
+fn wrap(key: &Key, call: &Call<'_>, body: ActionBody) -> Result<Response<Body>, Rejection> {
     let (dek, generated) = match &body.plaintext {
         Some(b64) => {
             let dek = B64
                 .decode(b64)
                 .ok()
                 .filter(|dek| !dek.is_empty())
-                .ok_or_else(|| {
-                    Rejection::invalid_field("plaintext", "a base64 encoded key material")
-                        .operation(Operation::WRAP)
-                })?;
+                .ok_or_else(|| call.invalid_field("plaintext", "a base64 encoded key material"))?;
             (dek, false)
         }
         None => (crypto::random_bytes(crypto::GENERATED_LEN), true),
@@ -131,27 +128,18 @@ fn unwrap(
     call: &Call<'_>,
     body: Option<ActionBody>,
 ) -> Result<Response<Body>, Rejection> {
-    let operation = if call.route == Route::KeyRewrap {
-        Operation::REWRAP
-    } else {
-        Operation::UNWRAP
-    };
     let body = body.ok_or_else(|| call.reject(Reason::NoBody))?;
-    let Some(text) = &body.ciphertext else {
-        return Err(Rejection::invalid_field(
+    let bad_ciphertext = || {
+        call.invalid_field(
             "ciphertext",
             "the original base64 encoded ciphertext from the wrap operation",
         )
-        .operation(operation));
     };
     let unprocessable = |e: CryptoError| match e {
-        CryptoError::NotBase64 => Rejection::invalid_field(
-            "ciphertext",
-            "the original base64 encoded ciphertext from the wrap operation",
-        )
-        .operation(operation),
+        CryptoError::NotBase64 => bad_ciphertext(),
         CryptoError::Unprocessable => call.reject(Reason::UnprocessableCiphertext),
     };
+    let text = body.ciphertext.as_deref().ok_or_else(bad_ciphertext)?;
     let sealed = Sealed::parse(text).map_err(unprocessable)?;
     let version = key
         .version(sealed.handle())
@@ -178,8 +166,7 @@ fn unwrap(
 fn rotate(key: &mut Key, call: &Call<'_>, body: ActionBody) -> Result<Response<Body>, Rejection> {
     keys::refuse_secure_import(call, &body.encrypted_nonce, &body.iv)?;
     let material = match (&body.payload, key.imported) {
-        (Some(payload), true) => keys::material("payload", payload, true)
-            .map_err(|r| r.operation(call.route.operation()))?,
+        (Some(payload), true) => keys::material(call, "payload", payload, true)?,
         (None, true) => {
             return Err(call
                 .reject(Reason::KeyPayloadReq)

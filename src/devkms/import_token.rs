@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::store::Instance;
 use super::{Call, crypto, json};
 use crate::body::Body;
-use crate::reason::{Operation, Reason, Rejection};
+use crate::reason::{Reason, Rejection};
 
 /// An instance's import token.
 #[derive(Debug)]
@@ -60,25 +60,21 @@ pub(crate) fn create(
     instance: &mut Instance,
     call: &Call<'_>,
 ) -> Result<Response<Body>, Rejection> {
-    let op = Operation::IMPORT_TOKEN_CREATE;
-    let body: Option<CreateBody> = call.json().map_err(|r| r.operation(op))?;
+    let body: Option<CreateBody> = call.json()?;
     let (expiration, max_retrievals) =
         body.map_or((None, None), |b| (b.expiration, b.max_allowed_retrievals));
     let expiration = expiration.unwrap_or(600);
     if !(300..=86_400).contains(&expiration) {
-        return Err(Rejection::invalid_field(
-            "expiration",
-            "an integer between 300 and 86400 (inclusive)",
-        )
-        .operation(op));
+        return Err(
+            call.invalid_field("expiration", "an integer between 300 and 86400 (inclusive)")
+        );
     }
     let max_retrievals = max_retrievals.unwrap_or(1);
     if !(1..=500).contains(&max_retrievals) {
-        return Err(Rejection::invalid_field(
+        return Err(call.invalid_field(
             "maxAllowedRetrievals",
             "an integer between 1 and 500 (inclusive)",
-        )
-        .operation(op));
+        ));
     }
     let created = SystemTime::now();
     let token = instance.import_token.insert(ImportToken {
@@ -93,15 +89,14 @@ pub(crate) fn create(
 
 /// `GET /api/v2/import_token`: the token and its nonce; 409 `IMPORT_TOKEN_EXPIRED_ERR` once
 /// expired or retrieved as often as allowed.
-pub(crate) fn get(instance: &mut Instance) -> Result<Response<Body>, Rejection> {
-    let op = Operation::IMPORT_TOKEN_RETRIEVE;
+pub(crate) fn get(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
     let Some(token) = instance.import_token.as_mut() else {
-        return Err(Rejection::new(Reason::KeyNotFound)
-            .operation(op)
+        return Err(call
+            .reject(Reason::KeyNotFound)
             .message("import token does not exist"));
     };
     if token.remaining == 0 || SystemTime::now() >= token.expires {
-        return Err(Rejection::new(Reason::ImportTokenExpired).operation(op));
+        return Err(call.reject(Reason::ImportTokenExpired));
     }
     token.remaining -= 1;
     Ok(json(StatusCode::OK, &token.render(true)))

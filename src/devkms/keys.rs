@@ -234,13 +234,18 @@ pub(crate) fn live<'i>(
 
 /// A base64 field holding key material; `INVALID_FIELD_ERR` when it is not base64 or has a
 /// size the key type does not take.
-pub(crate) fn material(field: &'static str, b64: &str, root: bool) -> Result<Secret, Rejection> {
+pub(crate) fn material(
+    call: &Call<'_>,
+    field: &'static str,
+    b64: &str,
+    root: bool,
+) -> Result<Secret, Rejection> {
     let rule = if root {
         "a base64 encoded 128, 192 or 256-bit key material"
     } else {
         "a base64 encoded key material of at most 7,500 bytes"
     };
-    let invalid = || Rejection::invalid_field(field, rule);
+    let invalid = || call.invalid_field(field, rule);
     let secret = Secret::new(B64.decode(b64).map_err(|_| invalid())?);
     let fits = if root {
         secret.is_root_material()
@@ -291,7 +296,6 @@ pub(crate) fn create(
     instance: &mut Instance,
     call: &Call<'_>,
 ) -> Result<Response<Body>, Rejection> {
-    let op = call.route.operation();
     let body: CreateBody = call.json()?.ok_or_else(|| call.reject(Reason::NoBody))?;
     let mut resources = body.resources.into_iter();
     let (Some(new), None) = (resources.next(), resources.next()) else {
@@ -302,23 +306,19 @@ pub(crate) fn create(
     let name = new
         .name
         .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| Rejection::invalid_field("name", "a non-empty string").operation(op))?;
+        .ok_or_else(|| call.invalid_field("name", "a non-empty string"))?;
     // A missing `extractable` makes a root key (the Go client's zero value).
     let extractable = new.extractable.unwrap_or(false);
     refuse_secure_import(call, &new.encrypted_nonce, &new.iv)?;
     let (secret, imported) = match &new.payload {
-        Some(payload) => (
-            material("payload", payload, !extractable).map_err(|r| r.operation(op))?,
-            true,
-        ),
+        Some(payload) => (material(call, "payload", payload, !extractable)?, true),
         None => (Secret::generate(), false),
     };
     if let Some(alias) = new.aliases.iter().find(|a| instance.alias_taken(a)) {
-        return Err(Rejection::invalid_field(
+        return Err(call.invalid_field(
             "aliases",
-            format!("aliases not used by another key ({alias} is)"),
-        )
-        .operation(op));
+            &format!("aliases not used by another key ({alias} is)"),
+        ));
     }
     let dual_auth_delete = match new.dual_auth_delete {
         Some(flag) => flag.enabled,
@@ -516,7 +516,6 @@ pub(crate) fn restore(
     instance: &mut Instance,
     call: &Call<'_>,
 ) -> Result<Response<Body>, Rejection> {
-    let op = call.route.operation();
     let body: Option<RestoreBody> = call.json()?;
     let key = named(instance, call)?;
     if !key.is_root() {
@@ -533,13 +532,11 @@ pub(crate) fn restore(
     if let Some(resource) = body.and_then(|b| b.resources.into_iter().next()) {
         refuse_secure_import(call, &resource.encrypted_nonce, &resource.iv)?;
         if let Some(payload) = &resource.payload {
-            let given = material("payload", payload, true).map_err(|r| r.operation(op))?;
+            let given = material(call, "payload", payload, true)?;
             if given != key.latest().material {
-                return Err(Rejection::invalid_field(
-                    "payload",
-                    "the key material of the key's current version",
-                )
-                .operation(op));
+                return Err(
+                    call.invalid_field("payload", "the key material of the key's current version")
+                );
             }
         }
     }

@@ -136,7 +136,7 @@ fn dispatch(instance: &mut store::Instance, call: &Call<'_>) -> Result<Response<
         Route::InstancePoliciesPut => policies::put(instance, call),
         Route::AllowedIpPort => Ok(policies::allowed_ip_port(instance)),
         Route::ImportToken if *call.method == Method::POST => import_token::create(instance, call),
-        Route::ImportToken if *call.method == Method::GET => import_token::get(instance),
+        Route::ImportToken if *call.method == Method::GET => import_token::get(instance, call),
         _ => Err(Rejection::new(Reason::FeatureRestricted)
             .operation(Operation::REQUEST)
             .message("This action is not implemented by the dev KMS")),
@@ -182,9 +182,31 @@ pub(crate) enum Prefer {
 }
 
 impl Call<'_> {
+    /// The operation an `errorMsg` names: the route's, told apart by method for the import
+    /// token (one route, two operations).
+    fn operation(&self) -> Operation {
+        match self.route {
+            Route::ImportToken if *self.method == Method::POST => Operation::IMPORT_TOKEN_CREATE,
+            Route::ImportToken => Operation::IMPORT_TOKEN_RETRIEVE,
+            route => route.operation(),
+        }
+    }
+
     /// A refusal naming this request's operation in its `errorMsg`.
     pub(crate) fn reject(&self, reason: Reason) -> Rejection {
-        Rejection::new(reason).operation(self.route.operation())
+        Rejection::new(reason).operation(self.operation())
+    }
+
+    /// `INVALID_FIELD_ERR` for a body field. Wrap, unwrap and rewrap name their field errors
+    /// "Wrap with key could not be performed" and so on, as Key Protect does.
+    pub(crate) fn invalid_field(&self, field: &'static str, rule: &str) -> Rejection {
+        let operation = match self.route {
+            Route::KeyWrap => Operation::WRAP,
+            Route::KeyUnwrap => Operation::UNWRAP,
+            Route::KeyRewrap => Operation::REWRAP,
+            _ => self.operation(),
+        };
+        Rejection::invalid_field(field, rule).operation(operation)
     }
 
     /// The first value of a query parameter.

@@ -100,10 +100,8 @@ pub(crate) fn put(instance: &mut Instance, call: &Call<'_>) -> Result<Response<B
     // Check every resource before storing any: a PUT applies whole or not at all.
     let mut updates = Vec::with_capacity(body.resources.len());
     for resource in body.resources {
-        let policy = PolicyType::from_name(&resource.policy_type).ok_or_else(|| {
-            Rejection::invalid_field("policy_type", "one of the instance policy types")
-                .operation(call.route.operation())
-        })?;
+        let policy = PolicyType::from_name(&resource.policy_type)
+            .ok_or_else(|| call.invalid_field("policy_type", "one of the instance policy types"))?;
         updates.push((policy, normalise(policy, resource.policy_data)));
     }
     for (policy, data) in updates {
