@@ -512,6 +512,12 @@ async fn put_then_get_instance_policies_returns_what_was_put() {
         .await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.header("content-type"), Some("application/json"));
+    assert!(
+        res.text()
+            .contains(r#""policy_data":{"enabled":true,"attributes":{"allowed_ip":["#),
+        "Key Protect's field order: {}",
+        res.text()
+    );
     let got = res.json();
     assert_eq!(
         got["metadata"],

@@ -36,14 +36,12 @@ struct Record {
     created: String,
     updated: String,
     /// `policy_data`, normalised.
-    data: Value,
+    data: StoredData,
 }
 
 impl Policies {
     fn enabled(&self, policy: PolicyType) -> bool {
-        self.records
-            .get(&policy)
-            .is_some_and(|r| r.data["enabled"] == Value::Bool(true))
+        self.records.get(&policy).is_some_and(|r| r.data.enabled)
     }
 
     /// Whether keys created now need dual authorization to be deleted.
@@ -51,7 +49,7 @@ impl Policies {
         self.enabled(PolicyType::DualAuthDelete)
     }
 
-    fn store(&mut self, policy: PolicyType, data: Value) {
+    fn store(&mut self, policy: PolicyType, data: StoredData) {
         let date = now();
         match self.records.get_mut(&policy) {
             Some(record) => {
@@ -110,42 +108,71 @@ pub(crate) fn put(instance: &mut Instance, call: &Call<'_>) -> Result<Response<B
     Ok(no_content())
 }
 
-/// `policy_data` as Key Protect keeps it.
-fn normalise(policy: PolicyType, data: PolicyData) -> Value {
+/// `policy_data` as stored and shown: `enabled` first, attributes in Key Protect's order.
+#[derive(Debug, Serialize)]
+struct StoredData {
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attributes: Option<Attributes>,
+}
+
+/// The attributes of the policy types that have them. Values are kept as given (the gateway
+/// checks their shape).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Attributes {
+    AllowedIp {
+        allowed_ip: Value,
+    },
+    AllowedNetwork {
+        allowed_network: Value,
+    },
+    KeyCreateImportAccess {
+        create_root_key: Value,
+        create_standard_key: Value,
+        import_root_key: Value,
+        import_standard_key: Value,
+        enforce_token: Value,
+    },
+    Rotation {
+        interval_month: Value,
+    },
+}
+
+/// `policy_data` as Key Protect keeps it: what is left out, or everything when disabled,
+/// takes its default.
+fn normalise(policy: PolicyType, data: PolicyData) -> StoredData {
     let PolicyData {
         enabled,
         attributes,
     } = data;
     let given = |name: &str| enabled.then(|| attributes.get(name).cloned()).flatten();
-    match policy {
-        PolicyType::AllowedIp => json!({
-            "enabled": enabled,
-            "attributes": {"allowed_ip": given("allowed_ip").unwrap_or_else(|| json!([]))},
+    let or = |name: &str, default: Value| given(name).unwrap_or(default);
+    let attributes = match policy {
+        PolicyType::AllowedIp => Some(Attributes::AllowedIp {
+            allowed_ip: or("allowed_ip", json!([])),
         }),
-        PolicyType::AllowedNetwork => json!({
-            "enabled": enabled,
-            "attributes": {"allowed_network": given("allowed_network")
-                .unwrap_or_else(|| json!(NetworkAccess::default().as_str()))},
+        PolicyType::AllowedNetwork => Some(Attributes::AllowedNetwork {
+            allowed_network: or("allowed_network", json!(NetworkAccess::default().as_str())),
         }),
         PolicyType::KeyCreateImportAccess => {
-            let defaults = KeyCreateImportAccess::default();
-            let flag = |name: &str, default: bool| given(name).unwrap_or(Value::Bool(default));
-            json!({
-                "enabled": enabled,
-                "attributes": {
-                    "create_root_key": flag("create_root_key", defaults.create_root_key),
-                    "create_standard_key": flag("create_standard_key", defaults.create_standard_key),
-                    "import_root_key": flag("import_root_key", defaults.import_root_key),
-                    "import_standard_key": flag("import_standard_key", defaults.import_standard_key),
-                    "enforce_token": flag("enforce_token", defaults.enforce_token),
-                },
+            let d = KeyCreateImportAccess::default();
+            Some(Attributes::KeyCreateImportAccess {
+                create_root_key: or("create_root_key", json!(d.create_root_key)),
+                create_standard_key: or("create_standard_key", json!(d.create_standard_key)),
+                import_root_key: or("import_root_key", json!(d.import_root_key)),
+                import_standard_key: or("import_standard_key", json!(d.import_standard_key)),
+                enforce_token: or("enforce_token", json!(d.enforce_token)),
             })
         }
-        PolicyType::Rotation => match given("interval_month") {
-            Some(months) => json!({"enabled": enabled, "attributes": {"interval_month": months}}),
-            None => json!({ "enabled": enabled }),
-        },
-        PolicyType::DualAuthDelete | PolicyType::Metrics => json!({ "enabled": enabled }),
+        PolicyType::Rotation => {
+            given("interval_month").map(|interval_month| Attributes::Rotation { interval_month })
+        }
+        PolicyType::DualAuthDelete | PolicyType::Metrics => None,
+    };
+    StoredData {
+        enabled,
+        attributes,
     }
 }
 
@@ -160,7 +187,7 @@ struct PolicyJson<'a> {
     #[serde(rename = "policy_type")]
     policy_type: &'static str,
     #[serde(rename = "policy_data")]
-    policy_data: &'a Value,
+    policy_data: &'a StoredData,
 }
 
 /// `GET /api/v2/instance/policies[?policy=]`: every policy that was put (in a fixed order),
