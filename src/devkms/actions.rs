@@ -164,7 +164,7 @@ fn unwrap(
 
 /// rotate: a new version with generated material, or with `payload` for an imported key.
 fn rotate(key: &mut Key, call: &Call<'_>, body: ActionBody) -> Result<Response<Body>, Rejection> {
-    keys::refuse_secure_import(call, &body.encrypted_nonce, &body.iv)?;
+    keys::refuse_secure_import(call, body.encrypted_nonce.as_deref(), body.iv.as_deref())?;
     let material = match (&body.payload, key.imported) {
         (Some(payload), true) => keys::material(call, "payload", payload, true)?,
         (None, true) => {

@@ -57,8 +57,9 @@ pub(crate) struct Key {
     key_ring: String,
     created: String,
     pub(crate) updated: String,
-    pub(crate) last_rotated: Option<String>,
-    deleted: Option<String>,
+    last_rotated: Option<String>,
+    /// When the key was deleted (while it is).
+    deletion_date: Option<String>,
     /// Whether deleting needs a prior `setKeyForDeletion` (dualAuthDelete at creation time).
     pub(crate) dual_auth_delete: bool,
     /// Whether `setKeyForDeletion` was done.
@@ -134,8 +135,8 @@ impl Key {
             dual_auth_delete: Enabled {
                 enabled: self.dual_auth_delete,
             },
-            deletion_date: self.deleted.as_deref(),
-            deleted_by: self.deleted.as_ref().map(|_| ACTOR),
+            deletion_date: self.deletion_date.as_deref(),
+            deleted_by: self.deletion_date.as_ref().map(|_| ACTOR),
             payload,
         }
     }
@@ -255,11 +256,12 @@ pub(crate) fn material(
     fits.then_some(secret).ok_or_else(invalid)
 }
 
-/// Secure import (an import token's `encryptedNonce` and `iv`) is not implemented.
+/// Secure import (an import token's `encryptedNonce` and `iv`) is not implemented: refuses a
+/// body that carries either.
 pub(crate) fn refuse_secure_import(
     call: &Call<'_>,
-    encrypted_nonce: &Option<String>,
-    iv: &Option<String>,
+    encrypted_nonce: Option<&str>,
+    iv: Option<&str>,
 ) -> Result<(), Rejection> {
     if encrypted_nonce.is_some() || iv.is_some() {
         return Err(call
@@ -309,7 +311,7 @@ pub(crate) fn create(
         .ok_or_else(|| call.invalid_field("name", "a non-empty string"))?;
     // A missing `extractable` makes a root key (the Go client's zero value).
     let extractable = new.extractable.unwrap_or(false);
-    refuse_secure_import(call, &new.encrypted_nonce, &new.iv)?;
+    refuse_secure_import(call, new.encrypted_nonce.as_deref(), new.iv.as_deref())?;
     let (secret, imported) = match &new.payload {
         Some(payload) => (material(call, "payload", payload, !extractable)?, true),
         None => (Secret::generate(), false),
@@ -348,7 +350,7 @@ pub(crate) fn create(
         updated: created.clone(),
         created,
         last_rotated: None,
-        deleted: None,
+        deletion_date: None,
         dual_auth_delete,
         deletion_authorized: false,
     };
@@ -380,11 +382,12 @@ fn invalid_query(call: &Call<'_>, name: &'static str, rule: &str) -> Rejection {
         .target(Target::query_param(name))
 }
 
-/// A numeric query parameter in `range`, or `default` when absent.
+/// A numeric query parameter within `bounds` (inclusive), or `default` when absent.
 fn number(
     call: &Call<'_>,
     name: &'static str,
-    range: std::ops::RangeInclusive<usize>,
+    bounds: (usize, usize),
+    rule: &str,
     default: usize,
 ) -> Result<usize, Rejection> {
     match call.query(name) {
@@ -392,26 +395,22 @@ fn number(
         Some(text) => text
             .parse()
             .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                invalid_query(
-                    call,
-                    name,
-                    &format!(
-                        "an integer between {} and {} (inclusive)",
-                        range.start(),
-                        range.end()
-                    ),
-                )
-            }),
+            .filter(|n| (bounds.0..=bounds.1).contains(n))
+            .ok_or_else(|| invalid_query(call, name, rule)),
     }
 }
 
 /// `GET`/`HEAD /api/v2/keys`: `limit` (1–5000, default 200), `offset`, `state` (a comma
 /// list, default every state but deleted), `extractable`. HEAD answers `Key-Total` only.
 pub(crate) fn list(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
-    let limit = number(call, "limit", 1..=5000, 200)?;
-    let offset = number(call, "offset", 0..=usize::MAX, 0)?;
+    let limit = number(
+        call,
+        "limit",
+        (1, 5000),
+        "an integer between 1 and 5000 (inclusive)",
+        200,
+    )?;
+    let offset = number(call, "offset", (0, usize::MAX), "a non-negative integer", 0)?;
     let states: Vec<u8> = match call.query("state") {
         None => vec![0, 1, 2, 3],
         Some(text) => text
@@ -485,7 +484,7 @@ pub(crate) fn delete(
     }
     let date = now();
     key.state = State::Destroyed;
-    key.deleted = Some(date.clone());
+    key.deletion_date = Some(date.clone());
     key.updated = date;
     key.deletion_authorized = false;
     Ok(match call.prefer(Prefer::Minimal) {
@@ -530,7 +529,11 @@ pub(crate) fn restore(
             .context("Key is not in destroyed state"));
     }
     if let Some(resource) = body.and_then(|b| b.resources.into_iter().next()) {
-        refuse_secure_import(call, &resource.encrypted_nonce, &resource.iv)?;
+        refuse_secure_import(
+            call,
+            resource.encrypted_nonce.as_deref(),
+            resource.iv.as_deref(),
+        )?;
         if let Some(payload) = &resource.payload {
             let given = material(call, "payload", payload, true)?;
             if given != key.latest().material {
@@ -542,7 +545,7 @@ pub(crate) fn restore(
     }
     let date = now();
     key.state = State::Active;
-    key.deleted = None;
+    key.deletion_date = None;
     key.updated = date;
     Ok(respond(
         key,
