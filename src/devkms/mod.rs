@@ -25,9 +25,6 @@
 //! does), allows any number of rotations per hour, and does not support secure import with an
 //! import token.
 
-// Refusals are an ordinary outcome here and are rendered at once; boxing them buys nothing.
-#![allow(clippy::result_large_err)]
-
 mod actions;
 mod crypto;
 mod import_token;
