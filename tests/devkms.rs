@@ -792,12 +792,12 @@ async fn prefer_return_minimal_gives_only_the_id() {
 async fn unwrap_needs_a_body_and_a_real_ciphertext() {
     let kp = Kp::start().await;
     let id = kp.create_root().await;
+    // Shape errors are the gateway's to answer (the body layer runs before the KMS).
     let res = kp.action(&id, "unwrap", Style::Path, None).await;
-    assert_kms_error(
-        &res,
-        400,
-        "NO_BODY_ERR",
-        "Bad Request: Action could not be performed on key. Please see `reasons` for more details.",
+    support::assert_rejected(&res, 400, "NO_BODY_ERR");
+    assert_eq!(
+        res.json()["resources"][0]["errorMsg"],
+        "Bad Request: Action could not be performed on key. Please see `reasons` for more details."
     );
     let res = kp
         .action(
@@ -807,11 +807,10 @@ async fn unwrap_needs_a_body_and_a_real_ciphertext() {
             Some(json!({"ciphertext": "%%%"})),
         )
         .await;
-    assert_kms_error(
-        &res,
-        400,
-        "INVALID_FIELD_ERR",
-        "Bad Request: Unwrap with key could not be performed: Please see 'reasons' for more details (INVALID_FIELD_ERR)",
+    support::assert_rejected(&res, 400, "INVALID_FIELD_ERR");
+    assert_eq!(
+        res.json()["resources"][0]["errorMsg"],
+        "Bad Request: Unwrap with key could not be performed: Please see 'reasons' for more details (INVALID_FIELD_ERR)"
     );
     // Ciphertext of another key.
     let other = kp.create_root().await;
@@ -900,4 +899,30 @@ async fn the_dev_kms_serves_on_its_own() {
 
     let _ = stop.send(());
     server.await.unwrap();
+}
+
+/// The embedded KMS's own refusals are counted like a remote backend's.
+#[tokio::test]
+async fn embedded_refusals_are_counted_as_upstream_reasons() {
+    let gw = support::TestGateway::start("").await;
+    let res = gw
+        .request("GET", "/api/v2/keys/00000000-0000-4000-8000-00000000dead")
+        .header("bluemix-instance", "metrics-instance")
+        .send()
+        .await;
+    assert_eq!(res.status, 404);
+    assert!(res.header("kmsgate-reason").is_none());
+    assert_eq!(
+        gw.metric(
+            "kmsgate_upstream_reasons_total",
+            &[("code", "KEY_NOT_FOUND_ERR")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        gw.metric("kmsgate_rejections_total", &[("code", "KEY_NOT_FOUND_ERR")])
+            .await,
+        0.0
+    );
 }
