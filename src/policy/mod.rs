@@ -1,18 +1,23 @@
 //! Key Protect instance policies: the model (parsed from Key Protect's own JSON), the compiled
 //! per-instance form the layers use, and the store that holds the current snapshot.
 
+pub mod config;
 pub mod ipset;
 pub mod model;
 pub mod parse;
+pub mod reload;
+pub mod render;
+pub mod source;
 pub mod store;
 
 use std::sync::Arc;
 
+pub use config::{PoliciesConfig, PolicyApiMode, Shadow, UnknownInstance};
 pub use ipset::IpSet;
 pub use model::InstancePolicies;
-pub use store::{PolicyStore, Snapshot};
+pub use store::{PolicyStore, Snapshot, SnapshotOptions};
 
-use model::NetworkAccess;
+use model::{NetworkAccess, PolicyMeta, PolicyRecords, PolicyType};
 
 /// The policies that apply to one request's instance, compiled for the layers.
 ///
@@ -29,6 +34,10 @@ pub struct ActivePolicy {
     pub allowed_ip: Option<IpSet>,
     /// allowedNetwork is enabled with `private-only`.
     pub private_only: bool,
+    /// The policy types evaluated but not enforced (shadow mode).
+    pub shadow: Shadow,
+    /// Who set each policy and when (by [`PolicyType::index`]), for the policy API.
+    pub meta: [Option<PolicyMeta>; PolicyType::ALL.len()],
 }
 
 impl ActivePolicy {
@@ -48,6 +57,36 @@ impl ActivePolicy {
             model,
             allowed_ip,
             private_only,
+            shadow: Shadow::NONE,
+            meta: Default::default(),
+        }
+    }
+
+    /// Compiles `records` (policies and their metadata) with the shadowed types `shadow`.
+    pub fn compile_records(
+        instance: Option<Arc<str>>,
+        records: PolicyRecords,
+        shadow: Shadow,
+    ) -> ActivePolicy {
+        let PolicyRecords { policies, meta } = records;
+        ActivePolicy {
+            shadow,
+            meta,
+            ..ActivePolicy::compile(instance, policies)
+        }
+    }
+
+    /// Whether `ty` is only evaluated and counted, not enforced.
+    #[inline]
+    pub fn shadowed(&self, ty: PolicyType) -> bool {
+        self.shadow.contains(ty)
+    }
+
+    /// The policies and their metadata, as a GET document shows them.
+    pub fn records(&self) -> PolicyRecords {
+        PolicyRecords {
+            policies: self.model.clone(),
+            meta: self.meta.clone(),
         }
     }
 }

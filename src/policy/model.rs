@@ -188,3 +188,80 @@ impl InstancePolicies {
         }
     }
 }
+
+impl Policy {
+    /// The policy as Key Protect stores it: a disabled policy's attributes reset to their
+    /// defaults (a PUT's omitted attributes already took theirs when it was parsed).
+    pub fn normalised(self) -> Policy {
+        match self {
+            Policy::AllowedIp(p) if !p.enabled => Policy::AllowedIp(AllowedIp::default()),
+            Policy::AllowedNetwork(p) if !p.enabled => {
+                Policy::AllowedNetwork(AllowedNetwork::default())
+            }
+            Policy::KeyCreateImportAccess(p) if !p.enabled => {
+                Policy::KeyCreateImportAccess(KeyCreateImportAccess::default())
+            }
+            Policy::Rotation(p) if !p.enabled => Policy::Rotation(Rotation::default()),
+            other => other,
+        }
+    }
+}
+
+impl PolicyType {
+    /// A dense index, `0..ALL.len()`.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Who set one policy and when, as a GET document shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyMeta {
+    /// `createdBy`
+    pub created_by: String,
+    /// `creationDate` (RFC 3339)
+    pub creation_date: String,
+    /// `updatedBy`
+    pub updated_by: String,
+    /// `lastUpdated` (RFC 3339)
+    pub last_updated: String,
+}
+
+/// An instance's policies with their metadata: what a GET document holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyRecords {
+    /// The policies.
+    pub policies: InstancePolicies,
+    /// Per policy type (by [`PolicyType::index`]): who set it and when, if known.
+    pub meta: [Option<PolicyMeta>; PolicyType::ALL.len()],
+}
+
+impl PolicyRecords {
+    /// Sets one policy and its metadata.
+    pub fn set(&mut self, policy: Policy, meta: Option<PolicyMeta>) {
+        self.meta[policy.policy_type().index()] = meta;
+        self.policies.set(policy);
+    }
+
+    /// Applies a successful `PUT` by `subject` at time `now`: each policy is normalised and
+    /// replaces the stored one; its creation is kept, its update is stamped.
+    pub fn update(&mut self, policies: impl IntoIterator<Item = Policy>, subject: &str, now: &str) {
+        for policy in policies {
+            let slot = &mut self.meta[policy.policy_type().index()];
+            let meta = match slot.take() {
+                Some(old) => PolicyMeta {
+                    updated_by: subject.to_owned(),
+                    last_updated: now.to_owned(),
+                    ..old
+                },
+                None => PolicyMeta {
+                    created_by: subject.to_owned(),
+                    creation_date: now.to_owned(),
+                    updated_by: subject.to_owned(),
+                    last_updated: now.to_owned(),
+                },
+            };
+            self.set(policy.normalised(), Some(meta));
+        }
+    }
+}

@@ -32,7 +32,7 @@ use serde_json::Value;
 
 use super::model::{
     AllowedIp, AllowedNetwork, InstancePolicies, KeyCreateImportAccess, NetworkAccess, Policy,
-    PolicyType, Rotation,
+    PolicyMeta, PolicyRecords, PolicyType, Rotation,
 };
 use crate::gojson;
 use crate::reason::{Operation, Quote, Reason, Rejection, Target};
@@ -76,18 +76,24 @@ const RESOURCE_FIELDS: [&str; 6] = [
 /// Parses a policy document: the body `GET /api/v2/instance/policies` returns (a dump of a
 /// real instance) or a `PUT` body without `?policy=`. An empty `resources` list is no policy.
 pub fn parse_document(body: &[u8]) -> Result<InstancePolicies, Rejection> {
-    let mut policies = InstancePolicies::default();
-    for policy in parse(body, Shape::Document, None)? {
-        policies.set(policy);
+    parse_records(body).map(|records| records.policies)
+}
+
+/// Like [`parse_document`], keeping each policy's `createdBy`, `creationDate`, `updatedBy` and
+/// `lastUpdated` (when they are strings), so a document read from a file renders back the same.
+pub fn parse_records(body: &[u8]) -> Result<PolicyRecords, Rejection> {
+    let mut records = PolicyRecords::default();
+    for (policy, meta) in parse(body, Shape::Document, None)? {
+        records.set(policy, meta);
     }
-    Ok(policies)
+    Ok(records)
 }
 
 /// Validates a `PUT /api/v2/instance/policies[?policy=<type>]` body as Key Protect does;
 /// `policy_query` is the raw value of `?policy=`, if given. On success, the policies it sets.
 pub fn parse_put(body: &[u8], policy_query: Option<&str>) -> Result<Vec<Policy>, Rejection> {
     let query = policy_query.map(parse_policy_query).transpose()?;
-    parse(body, Shape::Put, query)
+    parse(body, Shape::Put, query).map(|records| records.into_iter().map(|(p, _)| p).collect())
 }
 
 /// The policy type a `?policy=` value names, else `INVALID_QUERY_PARAM_ERR`.
@@ -109,7 +115,11 @@ fn type_rule() -> String {
     format!("one of {}", names.join(", "))
 }
 
-fn parse(body: &[u8], shape: Shape, query: Option<PolicyType>) -> Result<Vec<Policy>, Rejection> {
+fn parse(
+    body: &[u8],
+    shape: Shape,
+    query: Option<PolicyType>,
+) -> Result<Vec<(Policy, Option<PolicyMeta>)>, Rejection> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| bad_body(gojson::syntax_message(&e)))?;
 
@@ -140,9 +150,17 @@ fn parse(body: &[u8], shape: Shape, query: Option<PolicyType>) -> Result<Vec<Pol
     };
     let mut items = Vec::with_capacity(resources.map_or(0, |r| r.len()));
     for resource in resources.into_iter().flatten() {
-        let [ty, data, ..] = object(resource, "resources", RESOURCE_FIELDS, accepted)?;
+        let [ty, data, created_by, creation_date, updated_by, last_updated] =
+            object(resource, "resources", RESOURCE_FIELDS, accepted)?;
         let ty = ty.map(|v| string(v, "resources.policy_type")).transpose()?;
-        items.push((ty, data));
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let meta = creation_date.is_some().then(|| PolicyMeta {
+            created_by: text(created_by).unwrap_or_default(),
+            creation_date: text(creation_date).unwrap_or_default(),
+            updated_by: text(updated_by).unwrap_or_default(),
+            last_updated: text(last_updated).unwrap_or_default(),
+        });
+        items.push((ty, data, meta));
     }
 
     // The envelope (a GET answer is taken as Key Protect sent it: its metadata is not ours to
@@ -164,14 +182,14 @@ fn parse(body: &[u8], shape: Shape, query: Option<PolicyType>) -> Result<Vec<Pol
         if items.len() > 1 {
             return Err(Rejection::new(Reason::NumCollectionResource).operation(OPERATION));
         }
-        if items.first().and_then(|(ty, _)| *ty) != Some(query.as_str()) {
+        if items.first().and_then(|(ty, ..)| *ty) != Some(query.as_str()) {
             return Err(Rejection::new(Reason::BodyQueryParamMismatch).operation(OPERATION));
         }
     }
 
     // Each policy.
-    let mut policies: Vec<Policy> = Vec::with_capacity(items.len());
-    for (ty, data) in items {
+    let mut policies: Vec<(Policy, Option<PolicyMeta>)> = Vec::with_capacity(items.len());
+    for (ty, data, meta) in items {
         // A GET without `?policy=` also returns allowedIP under its historic name.
         if !put && ty == Some(LEGACY_ALLOWED_IP) {
             continue;
@@ -180,10 +198,10 @@ fn parse(body: &[u8], shape: Shape, query: Option<PolicyType>) -> Result<Vec<Pol
             .and_then(PolicyType::from_name)
             .ok_or_else(|| field_error("policy_type", type_rule()))?;
         let policy = policy(ty, data)?;
-        match policies.iter().find(|p| p.policy_type() == ty) {
-            None => policies.push(policy),
+        match policies.iter().find(|(p, _)| p.policy_type() == ty) {
+            None => policies.push((policy, meta)),
             // A GET may repeat a record (the duplicate allowedIP one); an identical repeat is harmless.
-            Some(seen) if !put && *seen == policy => {}
+            Some((seen, _)) if !put && *seen == policy => {}
             Some(_) => return Err(bad_body("Only one of each policy can be created")),
         }
     }

@@ -9,28 +9,28 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
 
-use super::model::InstancePolicies;
-use super::{ActivePolicy, parse};
+use super::model::{InstancePolicies, PolicyRecords};
+use super::{ActivePolicy, Shadow, parse};
 use crate::config::ConfigError;
 
-/// `[policies]`: instance policies in Key Protect's own JSON shape (as `GET
-/// /api/v2/instance/policies` returns them), one document per instance.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PoliciesConfig {
-    /// The document for instances not listed in `instances`; none → no policies.
-    pub default: Option<String>,
-    /// `"<instance id>" = '''<Key Protect policy JSON>'''`.
-    pub instances: std::collections::BTreeMap<String, String>,
+pub use super::config::PoliciesConfig;
+
+/// What applies to every instance of a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotOptions {
+    /// The policy types evaluated but not enforced.
+    pub shadow: Shadow,
+    /// Instances without policies of their own are refused (`policies.unknown_instance`).
+    pub reject_unknown: bool,
 }
 
 /// Every instance's compiled policies at one point in time.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     instances: HashMap<Box<str>, Arc<ActivePolicy>>,
     fallback: Arc<ActivePolicy>,
+    options: SnapshotOptions,
 }
 
 impl Snapshot {
@@ -40,24 +40,53 @@ impl Snapshot {
         instances: impl IntoIterator<Item = (String, InstancePolicies)>,
         default: Option<InstancePolicies>,
     ) -> Snapshot {
+        let records = |policies| PolicyRecords {
+            policies,
+            ..Default::default()
+        };
+        Snapshot::build(
+            instances.into_iter().map(|(id, p)| (id, records(p))),
+            default.map(records),
+            SnapshotOptions::default(),
+        )
+    }
+
+    /// Compiles a snapshot from policies with their metadata, under `options`.
+    pub fn build(
+        instances: impl IntoIterator<Item = (String, PolicyRecords)>,
+        default: Option<PolicyRecords>,
+        options: SnapshotOptions,
+    ) -> Snapshot {
         let instances = instances
             .into_iter()
-            .map(|(id, model)| {
-                let policy = ActivePolicy::compile(Some(Arc::from(id.as_str())), model);
+            .map(|(id, records)| {
+                let policy = ActivePolicy::compile_records(
+                    Some(Arc::from(id.as_str())),
+                    records,
+                    options.shadow,
+                );
                 (id.into_boxed_str(), Arc::new(policy))
             })
             .collect();
-        let fallback = Arc::new(ActivePolicy::compile(None, default.unwrap_or_default()));
+        let fallback = Arc::new(ActivePolicy::compile_records(
+            None,
+            default.unwrap_or_default(),
+            options.shadow,
+        ));
         Snapshot {
             instances,
             fallback,
+            options,
         }
     }
 
-    /// Parses and compiles `[policies]`; a bad document is an error naming its instance.
-    pub fn from_config(config: &PoliciesConfig) -> Result<Snapshot, ConfigError> {
+    /// Parses the inline documents of `[policies]` (`default`, `instances`); a bad document is
+    /// an error naming its key.
+    pub fn inline_records(
+        config: &PoliciesConfig,
+    ) -> Result<(Vec<(String, PolicyRecords)>, Option<PolicyRecords>), ConfigError> {
         let parse_one = |key: String, text: &str| {
-            parse::parse_document(text.as_bytes())
+            parse::parse_records(text.as_bytes())
                 .map_err(|rejection| ConfigError::invalid(&key, rejection.wire_message()))
         };
         let default = config
@@ -75,7 +104,13 @@ impl Snapshot {
                 ))
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        Ok(Snapshot::new(instances, default))
+        Ok((instances, default))
+    }
+
+    /// Parses and compiles the inline part of `[policies]` (not `policies.dir`).
+    pub fn from_config(config: &PoliciesConfig) -> Result<Snapshot, ConfigError> {
+        let (instances, default) = Snapshot::inline_records(config)?;
+        Ok(Snapshot::build(instances, default, options(config)?))
     }
 
     /// The policies for the instance named `instance` (the default when it is not listed).
@@ -84,6 +119,39 @@ impl Snapshot {
         instance
             .and_then(|id| self.instances.get(id))
             .unwrap_or(&self.fallback)
+    }
+
+    /// Like [`get`](Snapshot::get), but `None` for an instance without policies of its own when
+    /// unknown instances are refused.
+    #[inline]
+    pub fn find(&self, instance: Option<&str>) -> Option<&Arc<ActivePolicy>> {
+        match instance.and_then(|id| self.instances.get(id)) {
+            Some(policy) => Some(policy),
+            None if self.options.reject_unknown => None,
+            None => Some(&self.fallback),
+        }
+    }
+
+    /// The instance's own policies, if it has any (not the default).
+    pub fn own(&self, instance: &str) -> Option<&Arc<ActivePolicy>> {
+        self.instances.get(instance)
+    }
+
+    /// This snapshot with `instance`'s policies replaced by `records`.
+    pub fn with_instance(&self, instance: &str, records: PolicyRecords) -> Snapshot {
+        let mut next = self.clone();
+        let policy = ActivePolicy::compile_records(
+            Some(Arc::from(instance)),
+            records,
+            self.options.shadow,
+        );
+        next.instances.insert(instance.into(), Arc::new(policy));
+        next
+    }
+
+    /// The options this snapshot was built with.
+    pub fn options(&self) -> SnapshotOptions {
+        self.options
     }
 
     /// The number of instances with their own policies.
@@ -95,6 +163,14 @@ impl Snapshot {
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
     }
+}
+
+/// The snapshot options `[policies]` asks for.
+pub fn options(config: &PoliciesConfig) -> Result<SnapshotOptions, ConfigError> {
+    Ok(SnapshotOptions {
+        shadow: config.shadow_set()?,
+        reject_unknown: config.unknown_instance == super::UnknownInstance::Reject,
+    })
 }
 
 /// The current policy snapshot, shared by the instance layer and whatever reloads it. Cheap to
@@ -112,15 +188,26 @@ impl PolicyStore {
         }
     }
 
-    /// A store compiled from `[policies]`.
+    /// A store compiled from `[policies]` and the files in `policies.dir`.
     pub fn from_config(config: &PoliciesConfig) -> Result<PolicyStore, ConfigError> {
-        Snapshot::from_config(config).map(PolicyStore::new)
+        match super::source::load(config) {
+            Ok(snapshot) => Ok(PolicyStore::new(snapshot)),
+            Err(super::source::SourceError::Config(e)) => Err(e),
+            Err(e) => Err(ConfigError::invalid("policies.dir", e)),
+        }
     }
 
     /// The policies for `instance`: one snapshot load, one lookup, one `Arc` clone.
     #[inline]
     pub fn lookup(&self, instance: Option<&str>) -> Arc<ActivePolicy> {
         self.current.load().get(instance).clone()
+    }
+
+    /// The policies for `instance`, or `None` when it has none of its own and unknown
+    /// instances are refused. One snapshot load, one lookup, one `Arc` clone.
+    #[inline]
+    pub fn find(&self, instance: Option<&str>) -> Option<Arc<ActivePolicy>> {
+        self.current.load().find(instance).cloned()
     }
 
     /// Swaps in a new snapshot atomically; requests already running keep the old one.

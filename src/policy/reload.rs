@@ -1,0 +1,313 @@
+//! Hot reload: whatever can change at run time implements [`Reloadable`]; [`run`] reloads
+//! every item on SIGHUP and, every poll interval, each item whose sources changed.
+//!
+//! [`PolicySource`] is the instance-policy item: it rebuilds the whole snapshot from
+//! `[policies]` and `policies.dir` and swaps it in atomically. A failed rebuild keeps the
+//! previous snapshot, logs the file and the reason, and counts
+//! `kmsgate_policy_reloads_total{result="error"}`. It is also where the policy API applies a
+//! PUT (persisting it first), under the same lock, so a reload and an API write never
+//! interleave.
+
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
+use tokio::sync::watch;
+
+use super::config::{PoliciesConfig, PolicyApiMode};
+use super::model::Policy;
+use super::source::{self, SourceError};
+use super::store::PolicyStore;
+use crate::metrics::Metrics;
+
+/// Something the gateway can reload without a restart.
+pub trait Reloadable: Send + Sync {
+    /// A name for logs.
+    fn name(&self) -> &'static str;
+    /// Whether its sources changed since the last (attempted) load; cheap, called every poll.
+    fn changed(&self) -> bool;
+    /// Reloads; on failure keeps the previous state, logs and counts. True on success.
+    fn reload(&self) -> bool;
+}
+
+/// `kmsgate_policy_reloads_total{result}`, `kmsgate_policy_instances`,
+/// `kmsgate_policy_last_reload_timestamp_seconds`.
+#[derive(Clone, Debug)]
+struct ReloadMetrics {
+    ok: IntCounter,
+    error: IntCounter,
+    instances: IntGauge,
+    last: Gauge,
+}
+
+impl ReloadMetrics {
+    fn register(metrics: &Metrics) -> ReloadMetrics {
+        let registry = metrics.registry();
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "kmsgate_policy_reloads_total",
+                "Instance-policy reloads, by result (ok, error)",
+            ),
+            &["result"],
+        );
+        let instances = IntGauge::new(
+            "kmsgate_policy_instances",
+            "Instances with policies of their own in the current snapshot",
+        );
+        let last = Gauge::new(
+            "kmsgate_policy_last_reload_timestamp_seconds",
+            "Unix time of the last successful policy load",
+        );
+        // Fixed, well-formed families: registration fails only when registered twice, and then
+        // the existing series keep counting (the handles below still work unregistered).
+        let (reloads, instances, last) = match (reloads, instances, last) {
+            (Ok(r), Ok(i), Ok(l)) => (r, i, l),
+            _ => unreachable!("metric definitions are static and valid"),
+        };
+        for collector in [
+            Box::new(reloads.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(instances.clone()),
+            Box::new(last.clone()),
+        ] {
+            if let Err(e) = registry.register(collector) {
+                tracing::warn!(error = %e, "policy reload metrics");
+            }
+        }
+        ReloadMetrics {
+            ok: reloads.with_label_values(&["ok"]),
+            error: reloads.with_label_values(&["error"]),
+            instances,
+            last,
+        }
+    }
+
+    fn loaded(&self, instances: usize) {
+        self.ok.inc();
+        self.instances.set(i64::try_from(instances).unwrap_or(i64::MAX));
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.last.set(now.as_secs_f64());
+    }
+}
+
+/// Why a policy update through the API was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// `policies.dir` is not set.
+    #[error("policies.dir is not set")]
+    NoDirectory,
+    /// The instance id cannot name a file.
+    #[error("the instance id cannot name a policy file")]
+    BadInstance,
+    /// Persisting failed.
+    #[error("persisting the policy file failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The instance-policy source: `[policies]` plus `policies.dir`, and the store it feeds.
+#[derive(Debug)]
+pub struct PolicySource {
+    config: PoliciesConfig,
+    store: PolicyStore,
+    metrics: ReloadMetrics,
+    /// The fingerprint of the directory at the last load attempt. The lock also serialises
+    /// reloads with API writes.
+    state: Mutex<Option<u64>>,
+}
+
+impl PolicySource {
+    /// The source for `config`, feeding `store` (already loaded by [`PolicyStore::from_config`]).
+    pub fn new(config: PoliciesConfig, store: PolicyStore, metrics: &Metrics) -> PolicySource {
+        let metrics = ReloadMetrics::register(metrics);
+        let fingerprint = config.dir.as_deref().and_then(|d| source::fingerprint(d).ok());
+        metrics.loaded(store.snapshot().len());
+        PolicySource {
+            config,
+            store,
+            metrics,
+            state: Mutex::new(fingerprint),
+        }
+    }
+
+    /// The store this source feeds.
+    pub fn store(&self) -> &PolicyStore {
+        &self.store
+    }
+
+    /// The policy API mode.
+    pub fn api(&self) -> PolicyApiMode {
+        self.config.api
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<u64>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fingerprint(&self) -> Option<u64> {
+        self.config
+            .dir
+            .as_deref()
+            .and_then(|d| source::fingerprint(d).ok())
+    }
+
+    /// Rebuilds the whole snapshot and swaps it in; on error the previous one stays.
+    pub fn try_reload(&self) -> Result<usize, SourceError> {
+        let mut state = self.lock();
+        *state = self.fingerprint();
+        match source::load(&self.config) {
+            Ok(snapshot) => {
+                let instances = snapshot.len();
+                self.store.replace(snapshot);
+                self.metrics.loaded(instances);
+                tracing::info!(instances, "instance policies reloaded");
+                Ok(instances)
+            }
+            Err(e) => {
+                self.metrics.error.inc();
+                let (file, reason) = match &e {
+                    SourceError::Invalid { path, reason } => (Some(path.as_path()), reason.clone()),
+                    SourceError::Io { path, error } => (Some(path.as_path()), error.to_string()),
+                    SourceError::Config(c) => (None, c.to_string()),
+                };
+                tracing::error!(
+                    file = file.map(Path::display).map(tracing::field::display),
+                    reason = %reason,
+                    "instance policy reload failed; keeping the previous policies"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies a successful `PUT /api/v2/instance/policies` for `instance` by `subject`:
+    /// the instance's current policies (its own, else the default it was under) updated with
+    /// `policies`, persisted to its file, then swapped in.
+    ///
+    /// When persisting fails: with `apply_unpersisted` (mirror mode, where the backend has
+    /// already accepted it) the policy is still enforced in memory until the next reload;
+    /// otherwise nothing changes. Either way the error is returned.
+    pub fn apply(
+        &self,
+        instance: &str,
+        policies: Vec<Policy>,
+        subject: &str,
+        apply_unpersisted: bool,
+    ) -> Result<(), ApplyError> {
+        let dir = self.config.dir.as_deref().ok_or(ApplyError::NoDirectory)?;
+        if !source::is_file_safe(instance) {
+            return Err(ApplyError::BadInstance);
+        }
+        let mut state = self.lock();
+        let snapshot = self.store.snapshot();
+        let mut records = snapshot.get(Some(instance)).records();
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        records.update(policies, subject, &now);
+        let persisted = source::persist(dir, instance, &records);
+        if persisted.is_ok() {
+            // Our own write is not a change to reload for.
+            *state = self.fingerprint();
+        }
+        if persisted.is_ok() || apply_unpersisted {
+            let next = snapshot.with_instance(instance, records);
+            self.metrics
+                .instances
+                .set(i64::try_from(next.len()).unwrap_or(i64::MAX));
+            self.store.replace(next);
+        }
+        persisted.map(|_| ()).map_err(ApplyError::from)
+    }
+}
+
+impl Reloadable for PolicySource {
+    fn name(&self) -> &'static str {
+        "policies"
+    }
+
+    fn changed(&self) -> bool {
+        self.config.dir.is_some() && self.fingerprint() != *self.lock()
+    }
+
+    fn reload(&self) -> bool {
+        self.try_reload().is_ok()
+    }
+}
+
+/// Reloads `items` on SIGHUP, and every `interval` (zero: never) each item whose sources
+/// changed, until `stop` turns true. Reloads run on the blocking pool (they read files).
+pub async fn run(
+    items: Vec<Arc<dyn Reloadable>>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut hangup = hangup();
+    let mut tick = (!interval.is_zero()).then(|| {
+        let mut t = tokio::time::interval(interval);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    loop {
+        let all = tokio::select! {
+            _ = stop.changed() => return,
+            () = recv(&mut hangup) => {
+                tracing::info!("SIGHUP received: reloading");
+                true
+            }
+            () = tick_or_never(&mut tick) => false,
+        };
+        for item in &items {
+            let item = item.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if all || item.changed() {
+                    item.reload();
+                }
+            })
+            .await;
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}
+
+async fn tick_or_never(tick: &mut Option<tokio::time::Interval>) {
+    match tick {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = Option<()>;
+
+fn hangup() -> Hangup {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by polling only");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+async fn recv(hangup: &mut Hangup) {
+    #[cfg(unix)]
+    if let Some(signal) = hangup {
+        if signal.recv().await.is_some() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
