@@ -18,21 +18,24 @@ use crate::layer::instance::{Instance, InstanceLayer};
 use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
 use crate::layer::network::{Network, NetworkLayer, PrivateNetwork};
 use crate::layer::observe::{Observe, ObserveLayer};
+use crate::layer::policy_api::{PolicyApi, PolicyApiLayer};
 use crate::metrics::Metrics;
+use crate::policy::reload::{self, PolicySource, Reloadable};
 use crate::policy::{IpSet, PolicyStore};
 use crate::proxy::Upstream;
 use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack = Observe<ClientIp<Instance<Network<AllowedIp<BodyShape<KeyAccess<Upstream>>>>>>>;
+pub type Stack =
+    Observe<ClientIp<Instance<Network<AllowedIp<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>>>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
 pub fn stack(
     config: &Config,
     metrics: &Metrics,
-    policies: &PolicyStore,
+    policies: &Arc<PolicySource>,
     upstream: Upstream,
 ) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
@@ -40,17 +43,19 @@ pub fn stack(
     // client_ip: the peer, or the trusted-proxy walk of X-Forwarded-For / Forwarded.
     let client_ip = ClientIpLayer::new(Arc::new(ClientIpRules::new(&config.client_ip)));
     // instance: bluemix-instance → the instance's compiled policies (one snapshot load).
-    let instance = InstanceLayer::new(policies.clone());
+    let instance = InstanceLayer::new(policies.store().clone());
     // network: allowedNetwork private-only → 403 CONFIG_RULE_CONFLICT_ERR for public requests.
     let network = NetworkLayer::new(Arc::new(PrivateNetwork::new(&config.network)));
     // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
     let allowed_ip = AllowedIpLayer::new();
     // body: bounded buffer of the routes that need it, parse once, Key Protect shape checks.
     let body = BodyShapeLayer::new(config.body.limit);
+    // policy_api: policies.api — forward, mirror (apply + persist on 2xx) or own the policy API.
+    let policy_api = PolicyApiLayer::new(policies.clone());
     // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
     let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    let inner = body.layer(key_access.layer(upstream));
+    let inner = body.layer(policy_api.layer(key_access.layer(upstream)));
     observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(inner)))))
 }
 
@@ -70,7 +75,7 @@ pub struct Gateway {
     config: Config,
     metrics: Metrics,
     readiness: Readiness,
-    policies: PolicyStore,
+    policies: Arc<PolicySource>,
     stack: Stack,
     public: TcpListener,
     private: Option<TcpListener>,
@@ -95,7 +100,8 @@ impl Gateway {
         let metrics = Metrics::new();
         let readiness = Readiness::new();
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
-        let policies = PolicyStore::from_config(&config.policies)?;
+        let store = PolicyStore::from_config(&config.policies)?;
+        let policies = Arc::new(PolicySource::new(config.policies.clone(), store, &metrics));
         let stack = stack(&config, &metrics, &policies, upstream);
         let tls = config
             .listen
@@ -142,6 +148,11 @@ impl Gateway {
 
     /// The instance-policy store (a reload swaps its snapshot).
     pub fn policies(&self) -> &PolicyStore {
+        self.policies.store()
+    }
+
+    /// The instance-policy source (reload it, or apply an update, by hand).
+    pub fn policy_source(&self) -> &Arc<PolicySource> {
         &self.policies
     }
 
@@ -174,11 +185,20 @@ impl Gateway {
                 stop_rx.clone(),
             ));
         }
+        let stop_rx_reload = stop_rx.clone();
         let admin_task = tokio::spawn(admin::serve(
             self.admin,
             self.metrics.clone(),
             self.readiness.clone(),
             stop_rx,
+        ));
+        // Hot reload: SIGHUP, and polling policies.dir. Listener addresses, TLS and the upstream
+        // need a restart; they are not reloadable.
+        let reloadables: Vec<Arc<dyn Reloadable>> = vec![self.policies.clone()];
+        let reload_task = tokio::spawn(reload::run(
+            reloadables,
+            self.config.policies.poll_interval,
+            stop_rx_reload,
         ));
         self.readiness.set_started();
         tracing::info!(
@@ -194,6 +214,7 @@ impl Gateway {
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
         let _ = admin_task.await;
+        let _ = reload_task.await;
         tracing::info!("drained; bye");
     }
 }

@@ -55,6 +55,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     rejections: Vec<IntCounter>,
+    shadow_rejections: Vec<IntCounter>,
     requests: Vec<[IntCounter; 3]>,
     request_duration: Vec<Histogram>,
     upstream_duration: Histogram,
@@ -101,6 +102,19 @@ impl Metrics {
         let rejections = Reason::ALL
             .iter()
             .map(|r| rejections_vec.with_label_values(&[r.code(), r.status().as_str()]))
+            .collect();
+
+        let shadow_vec = must(IntCounterVec::new(
+            Opts::new(
+                "kmsgate_shadow_rejections_total",
+                "Requests a shadowed policy would have refused (forwarded), by reason code",
+            ),
+            &["code"],
+        ));
+        reg(Box::new(shadow_vec.clone()));
+        let shadow_rejections = Reason::ALL
+            .iter()
+            .map(|r| shadow_vec.with_label_values(&[r.code()]))
             .collect();
 
         let requests_vec = must(IntCounterVec::new(
@@ -174,6 +188,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 rejections,
+                shadow_rejections,
                 requests,
                 request_duration,
                 upstream_duration,
@@ -192,6 +207,11 @@ impl Metrics {
     /// Counts a refusal by the gateway.
     pub fn rejection(&self, reason: Reason) {
         self.inner.rejections[reason.index()].inc();
+    }
+
+    /// Counts a refusal a shadowed policy would have made (the request was forwarded).
+    pub fn shadow_rejection(&self, reason: Reason) {
+        self.inner.shadow_rejections[reason.index()].inc();
     }
 
     /// Counts a finished request and its latency.

@@ -308,7 +308,9 @@ impl Config {
                 "names the private listener, but listen.private is not set",
             ));
         }
-        crate::policy::Snapshot::from_config(&self.policies)?;
+        self.policies.validate()?;
+        // The inline documents and every file in policies.dir must parse.
+        crate::policy::source::load(&self.policies)?;
         Ok(())
     }
 

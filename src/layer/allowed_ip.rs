@@ -14,8 +14,9 @@ use http::{Request, Response};
 use crate::body::Body;
 use crate::conn::{ClientAddr, ConnInfo};
 use crate::layer::ResponseFuture;
-use crate::layer::observe::RequestLog;
+use crate::layer::shadow;
 use crate::policy::ActivePolicy;
+use crate::policy::model::PolicyType;
 use crate::reason::{Reason, Rejection};
 use crate::route::Route;
 
@@ -94,13 +95,13 @@ where
         if let (Some(policy), Some(client)) = (ext.get::<Arc<ActivePolicy>>(), client) {
             let route = ext.get::<Route>().copied();
             if let Err(reason) = check(policy, route, client) {
-                if let Some(log) = ext.get::<Arc<RequestLog>>() {
-                    log.set_note(match reason {
-                        Reason::FeatureRestricted => "allowedIP: IPv6 client, IPv4-only list",
-                        _ => "allowedIP: client outside every range",
-                    });
+                let note = match reason {
+                    Reason::FeatureRestricted => "allowedIP: IPv6 client, IPv4-only list",
+                    _ => "allowedIP: client outside every range",
+                };
+                if shadow::refuses(ext, policy, PolicyType::AllowedIp, reason, note) {
+                    return ResponseFuture::refused(rejection(reason, route));
                 }
-                return ResponseFuture::refused(rejection(reason, route));
             }
         }
         ResponseFuture::inner(self.inner.call(req))

@@ -85,13 +85,20 @@ const ENCRYPTED_NONCE: &str = "a base64 encoded encrypted nonce";
 const IV: &str = "a base64 encoded initialization vector";
 const CIPHERTEXT: &str = "the original base64 encoded ciphertext from the wrap operation";
 
+/// The policies a valid `PUT /api/v2/instance/policies` sets, as the body layer parsed them
+/// (a request extension, for the policy API layer: nothing after the body layer reparses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyPut(pub Vec<crate::policy::model::Policy>);
+
+fn check_policy_put(query: Option<&str>, body: &[u8]) -> Result<PolicyPut, Rejection> {
+    crate::policy::parse::parse_put(body, query_param(query, "policy")).map(PolicyPut)
+}
+
 /// Checks the body of a request on `route` (with query string `query`). On success, what the
 /// key_access layer needs to know (for create, import, rotate and restore bodies).
 pub fn check(route: Route, query: Option<&str>, body: &[u8]) -> Result<Option<KeyBody>, Rejection> {
     match route {
-        Route::InstancePoliciesPut => {
-            crate::policy::parse::parse_put(body, query_param(query, "policy")).map(|_| None)
-        }
+        Route::InstancePoliciesPut => check_policy_put(query, body).map(|_| None),
         Route::KeyCreate | Route::KeyCreateWithPolicyOverrides => check_create(body).map(Some),
         Route::KeyWrap => {
             let action: ActionBody<'_> = decode(route, body, true)?;
@@ -421,15 +428,23 @@ fn forward<S, F, E>(route: Route, mut parts: Parts, mut service: S, bytes: Bytes
 where
     S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = E, Future = F>,
 {
-    match check(route, parts.uri.query(), &bytes) {
-        Ok(key_body) => {
+    // What the later layers need from the body: the parsed policy PUT, or the key facts.
+    let query = parts.uri.query();
+    let checked = if route == Route::InstancePoliciesPut {
+        check_policy_put(query, &bytes).map(|put| {
+            parts.extensions.insert(put);
+        })
+    } else {
+        check(route, query, &bytes).map(|key_body| {
             if let Some(key_body) = key_body {
                 parts.extensions.insert(key_body);
             }
-            State::Inner {
-                future: service.call(Request::from_parts(parts, Body::full(bytes))),
-            }
-        }
+        })
+    };
+    match checked {
+        Ok(()) => State::Inner {
+            future: service.call(Request::from_parts(parts, Body::full(bytes))),
+        },
         Err(rejection) => State::Refused {
             rejection: Some(rejection),
         },

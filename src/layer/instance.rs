@@ -3,7 +3,9 @@
 //! One snapshot load per request: the layer looks the instance up in the [`PolicyStore`] and
 //! inserts the `Arc<ActivePolicy>` into the request extensions, where the later layers
 //! (network, allowed_ip, key_access, …) read it. An instance without its own policies gets
-//! the configured default (or no policies).
+//! the configured default (or no policies) — or, with `policies.unknown_instance = "reject"`,
+//! 401 `UNAUTHORIZED_ERR` (no `reasons`, as Key Protect answers an instance the caller may not
+//! use); a request without the header counts as an unknown instance.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,7 +14,11 @@ use http::{HeaderName, Request, Response};
 
 use crate::body::Body;
 use crate::layer::ResponseFuture;
+use crate::layer::allowed_ip::rejection;
+use crate::layer::observe::RequestLog;
 use crate::policy::{ActivePolicy, PolicyStore};
+use crate::reason::Reason;
+use crate::route::Route;
 
 /// The header that names the Key Protect instance.
 pub const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance");
@@ -47,14 +53,18 @@ pub struct Instance<S> {
     store: PolicyStore,
 }
 
-/// The policies for the request's instance.
-pub fn lookup<B>(store: &PolicyStore, req: &Request<B>) -> Arc<ActivePolicy> {
-    let instance = req
-        .headers()
+/// The request's instance id (the trimmed `bluemix-instance` header), if it names one.
+pub fn instance_id<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
         .get(BLUEMIX_INSTANCE)
         .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    store.lookup(instance)
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+}
+
+/// The policies for the request's instance (the default for an unknown one).
+pub fn lookup<B>(store: &PolicyStore, req: &Request<B>) -> Arc<ActivePolicy> {
+    store.lookup(instance_id(req))
 }
 
 impl<S> tower_service::Service<Request<Body>> for Instance<S>
@@ -71,9 +81,22 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let policy = lookup(&self.store, &req);
-        req.extensions_mut().insert(policy);
-        ResponseFuture::inner(self.inner.call(req))
+        match self.store.find(instance_id(&req)) {
+            Some(policy) => {
+                req.extensions_mut().insert(policy);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            None => {
+                let ext = req.extensions();
+                if let Some(log) = ext.get::<Arc<RequestLog>>() {
+                    log.set_note("instance has no policies (policies.unknown_instance = reject)");
+                }
+                ResponseFuture::refused(rejection(
+                    Reason::Unauthorized,
+                    ext.get::<Route>().copied(),
+                ))
+            }
+        }
     }
 }
 

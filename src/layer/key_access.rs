@@ -29,8 +29,9 @@ use super::ResponseFuture;
 use super::body::KeyBody;
 use crate::body::Body;
 use crate::layer::observe::RequestLog;
+use crate::layer::shadow;
 use crate::policy::ActivePolicy;
-use crate::policy::model::KeyCreateImportAccess;
+use crate::policy::model::{KeyCreateImportAccess, PolicyType};
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::Route;
 
@@ -168,12 +169,20 @@ where
             .get::<Route>()
             .copied()
             .unwrap_or_else(|| Route::classify(req.method(), req.uri().path(), req.uri().query()));
-        let policy = extensions
-            .get::<Arc<ActivePolicy>>()
-            .and_then(|p| p.model.key_create_import_access.as_ref());
+        let active = extensions.get::<Arc<ActivePolicy>>();
+        let policy = active.and_then(|p| p.model.key_create_import_access.as_ref());
         match check(route, extensions.get::<KeyBody>(), policy) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
             Err(refusal) => {
+                let reason = refusal.rejection.reason();
+                let ty = PolicyType::KeyCreateImportAccess;
+                // A mis-assembled stack (GATEWAY_INTERNAL_ERR) is never shadowed.
+                let shadowed = reason == Reason::KeyCreateImportAccess
+                    && active
+                        .is_some_and(|p| !shadow::refuses(extensions, p, ty, reason, refusal.note));
+                if shadowed {
+                    return ResponseFuture::inner(self.inner.call(req));
+                }
                 if let Some(log) = extensions.get::<Arc<RequestLog>>() {
                     log.set_note(refusal.note);
                 }

@@ -21,6 +21,8 @@ pub mod instance;
 pub mod key_access;
 pub mod network;
 pub mod observe;
+pub mod policy_api;
+pub mod shadow;
 
 pin_project! {
     /// The response future of a layer that either refuses at once or calls the inner service.

@@ -16,7 +16,8 @@ use crate::config::NetworkConfig;
 use crate::conn::{ClientAddr, ConnInfo, ListenerKind};
 use crate::layer::ResponseFuture;
 use crate::layer::allowed_ip::rejection;
-use crate::layer::observe::RequestLog;
+use crate::layer::shadow;
+use crate::policy::model::PolicyType;
 use crate::policy::{ActivePolicy, IpSet};
 use crate::reason::Reason;
 use crate::route::Route;
@@ -147,10 +148,10 @@ where
                 client: ext.get::<ClientAddr>().map(|c| c.0),
             };
             if let Err(reason) = self.private.check(policy, &ingress) {
-                if let Some(log) = ext.get::<Arc<RequestLog>>() {
-                    log.set_note("allowedNetwork private-only: request not private");
+                let note = "allowedNetwork private-only: request not private";
+                if shadow::refuses(ext, policy, PolicyType::AllowedNetwork, reason, note) {
+                    return ResponseFuture::refused(rejection(reason, ext.get::<Route>().copied()));
                 }
-                return ResponseFuture::refused(rejection(reason, ext.get::<Route>().copied()));
             }
         }
         ResponseFuture::inner(self.inner.call(req))

@@ -27,7 +27,7 @@ use crate::body::Body;
 use crate::conn::ConnInfo;
 use crate::metrics::{Metrics, Outcome};
 use crate::proxy::FromUpstream;
-use crate::reason::Rejected;
+use crate::reason::{Reason, Rejected};
 use crate::route::Route;
 
 /// The correlation header Key Protect clients send (the Go client always does).
@@ -40,6 +40,7 @@ pub struct RequestLog {
     client: OnceLock<IpAddr>,
     subject: OnceLock<Box<str>>,
     note: OnceLock<&'static str>,
+    shadow: OnceLock<Reason>,
 }
 
 impl RequestLog {
@@ -51,6 +52,21 @@ impl RequestLog {
     /// Records the token subject (an identity, never the token).
     pub fn set_subject(&self, subject: &str) {
         let _ = self.subject.set(subject.into());
+    }
+
+    /// The token subject, once the bearer layer has recorded it.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.get().map(|s| &**s)
+    }
+
+    /// Records the refusal a shadowed policy would have made (the first one counts).
+    pub fn set_shadow(&self, reason: Reason) {
+        let _ = self.shadow.set(reason);
+    }
+
+    /// The refusal a shadowed policy would have made, if any.
+    pub fn shadow(&self) -> Option<Reason> {
+        self.shadow.get().copied()
     }
 
     /// Records why a check failed (a fixed phrase such as `"token expired"`).
@@ -185,6 +201,10 @@ where
             None => Outcome::Forwarded,
         };
         this.shared.metrics.request(*this.route, outcome, seconds);
+        let shadow = this.log.shadow.get().copied();
+        if let Some(reason) = shadow {
+            this.shared.metrics.shadow_rejection(reason);
+        }
         let correlation_id = this.correlation_id.take().unwrap_or_else(generate_id);
         if this.shared.access_log {
             let status = response.status().as_u16();
@@ -202,6 +222,7 @@ where
                 client = this.log.client.get().map(tracing::field::display),
                 subject = this.log.subject.get().map(|s| &**s),
                 note = this.log.note.get().copied(),
+                shadow = shadow.map(|r| r.code()),
                 "request"
             );
         }

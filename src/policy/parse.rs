@@ -150,8 +150,14 @@ fn parse(
     };
     let mut items = Vec::with_capacity(resources.map_or(0, |r| r.len()));
     for resource in resources.into_iter().flatten() {
-        let [ty, data, created_by, creation_date, updated_by, last_updated] =
-            object(resource, "resources", RESOURCE_FIELDS, accepted)?;
+        let [
+            ty,
+            data,
+            created_by,
+            creation_date,
+            updated_by,
+            last_updated,
+        ] = object(resource, "resources", RESOURCE_FIELDS, accepted)?;
         let ty = ty.map(|v| string(v, "resources.policy_type")).transpose()?;
         let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
         let meta = creation_date.is_some().then(|| PolicyMeta {

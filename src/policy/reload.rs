@@ -85,7 +85,8 @@ impl ReloadMetrics {
 
     fn loaded(&self, instances: usize) {
         self.ok.inc();
-        self.instances.set(i64::try_from(instances).unwrap_or(i64::MAX));
+        self.instances
+            .set(i64::try_from(instances).unwrap_or(i64::MAX));
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -122,7 +123,10 @@ impl PolicySource {
     /// The source for `config`, feeding `store` (already loaded by [`PolicyStore::from_config`]).
     pub fn new(config: PoliciesConfig, store: PolicyStore, metrics: &Metrics) -> PolicySource {
         let metrics = ReloadMetrics::register(metrics);
-        let fingerprint = config.dir.as_deref().and_then(|d| source::fingerprint(d).ok());
+        let fingerprint = config
+            .dir
+            .as_deref()
+            .and_then(|d| source::fingerprint(d).ok());
         metrics.loaded(store.snapshot().len());
         PolicySource {
             config,

@@ -186,7 +186,10 @@ mod tests {
         let only = render_document(&records, Some(PolicyType::Metrics));
         let json: serde_json::Value = serde_json::from_slice(&only).unwrap();
         assert_eq!(json["metadata"]["collectionTotal"], 1);
-        assert_eq!(json["resources"][0]["policy_data"], serde_json::json!({"enabled": true}));
+        assert_eq!(
+            json["resources"][0]["policy_data"],
+            serde_json::json!({"enabled": true})
+        );
     }
 
     #[test]

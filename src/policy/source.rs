@@ -69,6 +69,16 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
+impl From<SourceError> for ConfigError {
+    /// A start-up failure: inline errors as they are, file errors under `policies.dir`.
+    fn from(e: SourceError) -> Self {
+        match e {
+            SourceError::Config(e) => e,
+            other => ConfigError::invalid("policies.dir", other),
+        }
+    }
+}
+
 impl From<ConfigError> for SourceError {
     fn from(e: ConfigError) -> Self {
         SourceError::Config(e)
@@ -208,7 +218,8 @@ mod tests {
     use crate::policy::model::{AllowedIp, Policy};
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("kmsgate-source-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("kmsgate-source-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
@@ -239,7 +250,11 @@ mod tests {
         let dir = temp_dir("load");
         persist(&dir, "inst-a", &allowed("10.0.0.0/8")).unwrap();
         persist(&dir, "default", &allowed("1.2.3.0/24")).unwrap_err();
-        fs::write(dir.join(DEFAULT_FILE), render_document(&allowed("192.0.2.0/24"), None)).unwrap();
+        fs::write(
+            dir.join(DEFAULT_FILE),
+            render_document(&allowed("192.0.2.0/24"), None),
+        )
+        .unwrap();
         fs::write(dir.join(".hidden.json"), "not json").unwrap();
         fs::write(dir.join("notes.txt"), "not json").unwrap();
         let mut config = config(&dir);
@@ -250,9 +265,20 @@ mod tests {
         let snapshot = load(&config).unwrap();
         assert_eq!(snapshot.len(), 1);
         let a = snapshot.get(Some("inst-a"));
-        assert!(a.allowed_ip.as_ref().unwrap().contains("10.1.2.3".parse().unwrap()));
+        assert!(
+            a.allowed_ip
+                .as_ref()
+                .unwrap()
+                .contains("10.1.2.3".parse().unwrap())
+        );
         let other = snapshot.get(Some("other"));
-        assert!(other.allowed_ip.as_ref().unwrap().contains("192.0.2.9".parse().unwrap()));
+        assert!(
+            other
+                .allowed_ip
+                .as_ref()
+                .unwrap()
+                .contains("192.0.2.9".parse().unwrap())
+        );
         assert_eq!(a.meta[0].as_ref().unwrap().created_by, "test");
     }
 
@@ -275,7 +301,12 @@ mod tests {
         assert_eq!(fingerprint(&dir).unwrap(), before);
         let snapshot = load(&config(&dir)).unwrap();
         let c = snapshot.get(Some("inst-c"));
-        assert!(c.allowed_ip.as_ref().unwrap().contains("10.0.0.1".parse().unwrap()));
+        assert!(
+            c.allowed_ip
+                .as_ref()
+                .unwrap()
+                .contains("10.0.0.1".parse().unwrap())
+        );
         // A torn temporary file is ignored too, and the next persist replaces it.
         fs::write(&temp, "{\"meta").unwrap();
         assert!(load(&config(&dir)).is_ok());
@@ -283,13 +314,25 @@ mod tests {
         assert!(!temp.exists());
         let c = load(&config(&dir)).unwrap();
         let c = c.get(Some("inst-c"));
-        assert!(c.allowed_ip.as_ref().unwrap().contains("192.0.2.1".parse().unwrap()));
+        assert!(
+            c.allowed_ip
+                .as_ref()
+                .unwrap()
+                .contains("192.0.2.1".parse().unwrap())
+        );
         assert_ne!(fingerprint(&dir).unwrap(), before);
     }
 
     #[test]
     fn instance_ids_that_cannot_name_a_file_are_refused() {
-        for bad in ["", "../etc/passwd", "a/b", ".hidden", "default", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "a/b",
+            ".hidden",
+            "default",
+            &"x".repeat(129),
+        ] {
             assert!(!is_file_safe(bad), "{bad}");
         }
         assert!(is_file_safe("a1b2c3d4-0000-4000-8000-000000000001"));

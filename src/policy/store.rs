@@ -140,11 +140,8 @@ impl Snapshot {
     /// This snapshot with `instance`'s policies replaced by `records`.
     pub fn with_instance(&self, instance: &str, records: PolicyRecords) -> Snapshot {
         let mut next = self.clone();
-        let policy = ActivePolicy::compile_records(
-            Some(Arc::from(instance)),
-            records,
-            self.options.shadow,
-        );
+        let policy =
+            ActivePolicy::compile_records(Some(Arc::from(instance)), records, self.options.shadow);
         next.instances.insert(instance.into(), Arc::new(policy));
         next
     }
@@ -190,11 +187,7 @@ impl PolicyStore {
 
     /// A store compiled from `[policies]` and the files in `policies.dir`.
     pub fn from_config(config: &PoliciesConfig) -> Result<PolicyStore, ConfigError> {
-        match super::source::load(config) {
-            Ok(snapshot) => Ok(PolicyStore::new(snapshot)),
-            Err(super::source::SourceError::Config(e)) => Err(e),
-            Err(e) => Err(ConfigError::invalid("policies.dir", e)),
-        }
+        Ok(PolicyStore::new(super::source::load(config)?))
     }
 
     /// The policies for `instance`: one snapshot load, one lookup, one `Arc` clone.

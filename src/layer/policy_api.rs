@@ -1,0 +1,235 @@
+//! The policy API layer: who answers `GET`/`PUT /api/v2/instance/policies` (`policies.api`).
+//!
+//! - `passthrough` (default): both are forwarded (the body layer has shape-checked the PUT).
+//! - `mirror`: the PUT is forwarded; when the backend answers 2xx, the new policies are
+//!   applied for that instance at once and persisted to its file in `policies.dir`.
+//! - `own`: the gateway answers both itself from its store: `PUT` → 204 after persisting, `GET`
+//!   → Key Protect's document (`?policy=` selects one type) with `createdBy`/`updatedBy` from
+//!   the token subject (`unknown` without one).
+//!
+//! It sits after the body layer and reads the parsed PUT ([`PolicyPut`]) from the request
+//! extensions; it never parses a body itself. Updates follow Key Protect: the policies named
+//! replace the stored ones whole (an allowedIP list is replaced; keyCreateImportAccess
+//! attributes left out take their defaults; a disabled policy's attributes reset).
+//!
+//! Persisting is a few small synchronous file operations (write, fsync, rename, fsync) on the
+//! calling worker; policy writes are rare, and the request waits for them anyway.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{Request, Response, StatusCode, header};
+use pin_project_lite::pin_project;
+
+use super::ResponseFuture;
+use super::body::PolicyPut;
+use super::instance::instance_id;
+use crate::body::Body;
+use crate::layer::observe::RequestLog;
+use crate::policy::model::Policy;
+use crate::policy::parse::parse_policy_query;
+use crate::policy::reload::{ApplyError, PolicySource};
+use crate::policy::render::render_document;
+use crate::policy::{ActivePolicy, PolicyApiMode};
+use crate::reason::{Operation, Reason, Rejection};
+use crate::route::Route;
+
+/// Who a policy change is attributed to when the request carries no token subject.
+pub const UNKNOWN_SUBJECT: &str = "unknown";
+
+/// Adds [`PolicyApi`] to a stack.
+#[derive(Clone, Debug)]
+pub struct PolicyApiLayer {
+    source: Arc<PolicySource>,
+}
+
+impl PolicyApiLayer {
+    /// Answers or mirrors policy requests as `source`'s `policies.api` says.
+    pub fn new(source: Arc<PolicySource>) -> PolicyApiLayer {
+        PolicyApiLayer { source }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for PolicyApiLayer {
+    type Service = PolicyApi<S>;
+    fn layer(&self, inner: S) -> PolicyApi<S> {
+        PolicyApi {
+            inner,
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct PolicyApi<S> {
+    inner: S,
+    source: Arc<PolicySource>,
+}
+
+/// A PUT to apply once the backend has accepted it (mirror mode).
+#[derive(Debug)]
+struct Mirror {
+    source: Arc<PolicySource>,
+    instance: String,
+    policies: Vec<Policy>,
+    subject: String,
+}
+
+impl Mirror {
+    fn apply(self) {
+        if let Err(e) = self
+            .source
+            .apply(&self.instance, self.policies, &self.subject, true)
+        {
+            tracing::error!(
+                instance = %self.instance,
+                error = %e,
+                "mirror: the backend accepted a policy update the gateway could not persist"
+            );
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`PolicyApi`].
+    pub struct PolicyApiFuture<F> {
+        #[pin]
+        inner: ResponseFuture<F>,
+        mirror: Option<Mirror>,
+    }
+}
+
+impl<F, E> Future for PolicyApiFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        if let Ok(response) = &result {
+            if let Some(mirror) = this.mirror.take() {
+                if response.status().is_success() {
+                    mirror.apply();
+                }
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+fn subject(req: &Request<Body>) -> String {
+    req.extensions()
+        .get::<Arc<RequestLog>>()
+        .and_then(|log| log.subject().map(str::to_owned))
+        .unwrap_or_else(|| UNKNOWN_SUBJECT.to_owned())
+}
+
+/// What a policy update needs from the request: the instance and the parsed PUT.
+fn update(req: &Request<Body>, operation: Operation) -> Result<(String, Vec<Policy>), Rejection> {
+    let instance = instance_id(req)
+        .ok_or_else(|| Rejection::new(Reason::Unauthorized).operation(operation))?;
+    let put = req
+        .extensions()
+        .get::<PolicyPut>()
+        .ok_or_else(|| Rejection::new(Reason::GatewayInternal).operation(operation))?;
+    Ok((instance.to_owned(), put.0.clone()))
+}
+
+/// `GET /api/v2/instance/policies[?policy=]` answered from the store (own mode).
+pub fn own_get(req: &Request<Body>) -> Result<Response<Body>, Rejection> {
+    let operation = Operation::INSTANCE_POLICY_RETRIEVE;
+    if instance_id(req).is_none() {
+        return Err(Rejection::new(Reason::Unauthorized).operation(operation));
+    }
+    let only = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("policy=")))
+        .map(parse_policy_query)
+        .transpose()?;
+    let records = req
+        .extensions()
+        .get::<Arc<ActivePolicy>>()
+        .map(|p| p.records())
+        .unwrap_or_default();
+    let mut response = Response::new(Body::full(render_document(&records, only)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// `PUT /api/v2/instance/policies[?policy=]` applied and persisted by the gateway (own mode).
+fn own_put(source: &PolicySource, req: &Request<Body>) -> Result<Response<Body>, Rejection> {
+    let operation = Operation::INSTANCE_POLICY_CREATE;
+    let (instance, policies) = update(req, operation)?;
+    match source.apply(&instance, policies, &subject(req), false) {
+        Ok(()) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            Ok(response)
+        }
+        Err(ApplyError::BadInstance) => {
+            Err(Rejection::new(Reason::Unauthorized).operation(operation))
+        }
+        Err(e) => {
+            tracing::error!(instance = %instance, error = %e, "own: policy update not persisted");
+            Err(Rejection::new(Reason::GatewayInternal).operation(operation))
+        }
+    }
+}
+
+impl<S> tower_service::Service<Request<Body>> for PolicyApi<S>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = PolicyApiFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let route = req.extensions().get::<Route>().copied();
+        let answered = |result: Result<Response<Body>, Rejection>| PolicyApiFuture {
+            inner: match result {
+                Ok(response) => ResponseFuture::response(response),
+                Err(rejection) => ResponseFuture::refused(rejection),
+            },
+            mirror: None,
+        };
+        match (self.source.api(), route) {
+            (PolicyApiMode::Own, Some(Route::InstancePoliciesGet)) => answered(own_get(&req)),
+            (PolicyApiMode::Own, Some(Route::InstancePoliciesPut)) => {
+                answered(own_put(&self.source, &req))
+            }
+            (PolicyApiMode::Mirror, Some(Route::InstancePoliciesPut)) => {
+                match update(&req, Operation::INSTANCE_POLICY_CREATE) {
+                    Ok((instance, policies)) => PolicyApiFuture {
+                        mirror: Some(Mirror {
+                            source: self.source.clone(),
+                            instance,
+                            policies,
+                            subject: subject(&req),
+                        }),
+                        inner: ResponseFuture::inner(self.inner.call(req)),
+                    },
+                    Err(rejection) => answered(Err(rejection)),
+                }
+            }
+            _ => PolicyApiFuture {
+                inner: ResponseFuture::inner(self.inner.call(req)),
+                mirror: None,
+            },
+        }
+    }
+}
