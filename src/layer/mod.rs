@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 use crate::body::Body;
 use crate::reason::Rejection;
 
+pub mod bearer;
 pub mod observe;
 
 pin_project! {
