@@ -11,22 +11,28 @@ use tower_layer::Layer;
 use crate::admin::{self, Readiness};
 use crate::config::{Config, ConfigError};
 use crate::conn::ListenerKind;
+use crate::layer::bearer::{Bearer, BearerLayer};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::metrics::Metrics;
 use crate::proxy::Upstream;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack = Observe<Upstream>;
+pub type Stack = Observe<Bearer<Upstream>>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
-pub fn stack(config: &Config, metrics: &Metrics, upstream: Upstream) -> Stack {
-    let _ = config;
+///
+/// `bearer` is built by [`Gateway::bind`] (it loads keys and owns the JWKS refresher).
+pub fn stack(config: &Config, metrics: &Metrics, upstream: Upstream, bearer: &BearerLayer) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
+    // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR; puts the
+    // caller's Identity in the extensions. Its place: after allowed_ip, before body (those
+    // layers are not in the stack yet, so it sits just before the upstream).
+    let bearer = bearer.clone();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    observe.layer(upstream)
+    observe.layer(bearer.layer(upstream))
 }
 
 /// Why the gateway could not start.
@@ -45,6 +51,7 @@ pub struct Gateway {
     config: Config,
     metrics: Metrics,
     readiness: Readiness,
+    bearer: BearerLayer,
     stack: Stack,
     public: TcpListener,
     private: Option<TcpListener>,
@@ -69,7 +76,8 @@ impl Gateway {
         let metrics = Metrics::new();
         let readiness = Readiness::new();
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
-        let stack = stack(&config, &metrics, upstream);
+        let bearer = BearerLayer::from_config(&config.auth, metrics.registry())?;
+        let stack = stack(&config, &metrics, upstream, &bearer);
         let tls = config
             .listen
             .tls
@@ -92,6 +100,7 @@ impl Gateway {
             config,
             metrics,
             readiness,
+            bearer,
             stack,
             public,
             private,
@@ -138,6 +147,10 @@ impl Gateway {
                 self.options.clone(),
                 stop_rx.clone(),
             ));
+        }
+        // The JWKS URL is fetched before /readyz turns ready, then kept fresh.
+        if let Some(jwks) = self.bearer.auth().and_then(|auth| auth.jwks()) {
+            tasks.spawn(jwks.clone().run(self.readiness.gate(), stop_rx.clone()));
         }
         let admin_task = tokio::spawn(admin::serve(
             self.admin,
