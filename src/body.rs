@@ -87,11 +87,15 @@ impl http_body::Body for Body {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Incoming(incoming) => Pin::new(incoming).poll_frame(cx),
             Kind::Inspected(incoming, inspector) => {
-                let polled = Pin::new(incoming).poll_frame(cx);
+                let polled = Pin::new(&mut *incoming).poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             inspector.observe(data);
+                        }
+                        // With a known length the server may never poll for the end.
+                        if incoming.is_end_stream() {
+                            inspector.finish();
                         }
                     }
                     Poll::Ready(None) => inspector.finish(),

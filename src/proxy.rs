@@ -34,7 +34,8 @@ use crate::config::{ConfigError, UpstreamConfig};
 use crate::conn::{ClientAddr, ConnInfo};
 use crate::devkms::DevKms;
 use crate::metrics::Metrics;
-use crate::reason::{Reason, Rejection};
+use crate::reason::{Operation, Reason, Rejection};
+use crate::route::Route;
 
 /// Error bodies up to this size are inspected for reason codes.
 pub const INSPECT_LIMIT: usize = 64 * 1024;
@@ -147,6 +148,10 @@ impl tower_service::Service<Request<Body>> for Upstream {
 
     fn call(&mut self, mut req: Request<Body>) -> UpstreamFuture {
         let version = req.version();
+        let operation = req
+            .extensions()
+            .get::<Route>()
+            .map_or(Operation::REQUEST, |r| r.operation());
         let start = Instant::now();
         let metrics = self.metrics.clone();
         match &mut self.target {
@@ -155,6 +160,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
                 UpstreamFuture {
                     kind: Kind::Embedded { future },
                     version,
+                    operation,
                     start,
                     metrics,
                 }
@@ -166,6 +172,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
                             rejection: Some(rejection),
                         },
                         version,
+                        operation,
                         start,
                         metrics,
                     };
@@ -175,6 +182,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
                 UpstreamFuture {
                     kind: Kind::Remote { future },
                     version,
+                    operation,
                     start,
                     metrics,
                 }
@@ -272,6 +280,7 @@ pin_project! {
         #[pin]
         kind: Kind,
         version: Version,
+        operation: Operation,
         start: Instant,
         metrics: Metrics,
     }
@@ -309,15 +318,13 @@ impl Future for UpstreamFuture {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(_elapsed)) => {
                     tracing::warn!("upstream did not answer in time");
-                    return Poll::Ready(
-                        Ok(Rejection::new(Reason::UpstreamTimeout).into_response()),
-                    );
+                    let rejection = Rejection::new(Reason::UpstreamTimeout);
+                    return Poll::Ready(Ok(rejection.operation(*this.operation).into_response()));
                 }
                 Poll::Ready(Ok(Err(error))) => {
                     tracing::warn!(error = %error_chain(&error), "upstream request failed");
-                    return Poll::Ready(Ok(
-                        Rejection::new(Reason::UpstreamUnavailable).into_response()
-                    ));
+                    let rejection = Rejection::new(Reason::UpstreamUnavailable);
+                    return Poll::Ready(Ok(rejection.operation(*this.operation).into_response()));
                 }
                 Poll::Ready(Ok(Ok(res))) => {
                     let (parts, incoming) = res.into_parts();

@@ -205,21 +205,46 @@ impl Default for BodyConfig {
 impl Config {
     /// Loads the configuration from `path` (if given) and the environment, and validates it.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
         let source = match path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
-                figment = figment.merge(Toml::string(&text));
                 Some((path.to_owned(), text))
             }
             None => None,
         };
-        figment = figment.merge(Env::prefixed("KMSGATE_").split("__").filter(|key| {
-            let key = key.as_str();
-            key.split_once('.').is_some_and(|(section, _)| {
-                SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
-            })
-        }));
+        Config::from_sources(
+            source.as_ref().map(|(p, t)| (p.as_path(), t.as_str())),
+            &[],
+            true,
+        )
+    }
+
+    /// Builds a configuration from TOML texts merged in order over the defaults (later texts
+    /// win), without reading the environment. For tests and embedding.
+    pub fn from_toml(texts: &[&str]) -> Result<Config, ConfigError> {
+        Config::from_sources(None, texts, false)
+    }
+
+    fn from_sources(
+        file: Option<(&Path, &str)>,
+        texts: &[&str],
+        env: bool,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some((_, text)) = file {
+            figment = figment.merge(Toml::string(text));
+        }
+        for text in texts {
+            figment = figment.merge(Toml::string(text));
+        }
+        if env {
+            figment = figment.merge(Env::prefixed("KMSGATE_").split("__").filter(|key| {
+                key.as_str().split_once('.').is_some_and(|(section, _)| {
+                    SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(section))
+                })
+            }));
+        }
+        let source = file.map(|(p, t)| (p.to_owned(), t.to_owned()));
         let config: Config = figment
             .extract()
             .map_err(|e| ConfigError::figment(e, source.as_ref()))?;
