@@ -24,7 +24,12 @@ pub type Stack = Observe<Bearer<Upstream>>;
 /// crypto or body buffering for a caller the network rules already refuse.
 ///
 /// `bearer` is built by [`Gateway::bind`] (it loads keys and owns the JWKS refresher).
-pub fn stack(config: &Config, metrics: &Metrics, upstream: Upstream, bearer: &BearerLayer) -> Stack {
+pub fn stack(
+    config: &Config,
+    metrics: &Metrics,
+    upstream: Upstream,
+    bearer: &BearerLayer,
+) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
     // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR; puts the

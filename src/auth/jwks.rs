@@ -254,6 +254,11 @@ impl Jwks {
                     if self.is_fresh(&current) {
                         tracing::warn!(url = %self.url, %error, "auth: JWKS refresh failed; keeping the last good keys");
                     } else if current.at.is_some() {
+                        // Tokens admitted with the stale keys are not admitted from the cache
+                        // either.
+                        if let Some(cache) = &self.cache {
+                            cache.clear();
+                        }
                         tracing::error!(url = %self.url, %error, "auth: JWKS refresh failed and the last good keys are older than auth.jwks.max_staleness; tokens they signed are refused");
                     } else {
                         tracing::error!(url = %self.url, %error, "auth: JWKS fetch failed; not ready until it succeeds");
@@ -264,7 +269,7 @@ impl Jwks {
             let delay = if failures == 0 {
                 self.config.refresh_interval
             } else {
-                let backoff = Duration::from_millis(250u64 << failures.min(8));
+                let backoff = Duration::from_millis(125u64 << failures.min(9));
                 backoff.min(MAX_BACKOFF).min(self.config.refresh_interval)
             };
             tokio::select! {
