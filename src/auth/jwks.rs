@@ -214,10 +214,8 @@ impl Jwks {
             at: Some(Instant::now()),
             digest,
         }));
-        if changed {
-            if let Some(cache) = &self.cache {
-                cache.clear();
-            }
+        if changed && let Some(cache) = &self.cache {
+            cache.clear();
         }
         self.count(Some(count));
     }

@@ -78,17 +78,17 @@ pub enum Selection<'k> {
 /// its algorithm.
 pub fn select<'k>(sets: &[&'k [Key]], alg: Algorithm, kid: Option<&str>) -> Selection<'k> {
     let all = || sets.iter().flat_map(|set| set.iter());
-    if let Some(kid) = kid {
-        if let Some(key) = all().find(|k| k.kid() == Some(kid)) {
-            return if key.accepts(alg) {
-                Selection::Candidates {
-                    keys: vec![key],
-                    fallback: false,
-                }
-            } else {
-                Selection::WrongAlgorithm
-            };
-        }
+    if let Some(kid) = kid
+        && let Some(key) = all().find(|k| k.kid() == Some(kid))
+    {
+        return if key.accepts(alg) {
+            Selection::Candidates {
+                keys: vec![key],
+                fallback: false,
+            }
+        } else {
+            Selection::WrongAlgorithm
+        };
     }
     let candidates: Vec<&Key> = all()
         .filter(|k| k.accepts(alg) && (kid.is_none() || k.kid.is_none()))

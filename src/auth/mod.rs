@@ -7,14 +7,14 @@
 //! `UNAUTHORIZED_ERR`. An admitted token yields an [`Identity`] for the layers after the
 //! bearer layer ([`crate::layer::bearer`]).
 //!
-//! - [`config`]: `[auth]`.
-//! - [`token`]: reading the header and the JWT without verifying it.
-//! - [`keys`]: PEM, HMAC and JWKS keys, and which keys a token selects.
-//! - [`verify`]: the decision itself (pure).
-//! - [`cache`]: verified tokens by SHA-256, until their `exp`.
-//! - [`jwks`]: the JWKS URL and its refresher task.
-//! - [`metrics`], [`outcome`]: the closed sets of results, notes and metric labels.
-//! - [`devtoken`]: `kmsgate token`, tokens signed with a development key.
+//! - [`config`] — `[auth]`.
+//! - [`token`] — reading the header and the JWT without verifying it.
+//! - [`keys`] — PEM, HMAC and JWKS keys, and which keys a token selects.
+//! - [`verify`] — the decision itself (pure).
+//! - [`cache`] — verified tokens by SHA-256, until their `exp`.
+//! - [`jwks`] — the JWKS URL and its refresher task.
+//! - [`metrics`], [`outcome`] — the closed sets of results, notes and metric labels.
+//! - [`devtoken`] — `kmsgate token`, tokens signed with a development key.
 
 pub mod cache;
 pub mod config;
