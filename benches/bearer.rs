@@ -1,0 +1,167 @@
+//! Cost per request of the bearer layer: `cargo bench --bench bearer`.
+//!
+//! Each case drives `Bearer<inner>` with a trivial inner service and a fresh request (headers,
+//! route and access-log extensions, as the observe layer leaves them), polling the future once
+//! with a no-op waker. The "disabled" case is the same loop through a pass-through layer; the
+//! layer's own cost is a case minus that baseline. Plain `Instant` loops, best of 5 rounds.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use http::{Request, Response};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use kmsgate::body::Body;
+use kmsgate::config::Config;
+use kmsgate::layer::bearer::BearerLayer;
+use kmsgate::layer::observe::RequestLog;
+use kmsgate::route::Route;
+use tower_layer::Layer;
+use tower_service::Service;
+
+const ROUNDS: usize = 5;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/auth/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn layer(extra: &str) -> BearerLayer {
+    let toml = format!(
+        r#"
+[auth]
+enabled = true
+algorithms = ["RS256", "ES256"]
+issuers = ["https://iam.test/identity"]
+audiences = ["kms"]
+{extra}
+
+[[auth.pem_keys]]
+kid = "rsa"
+file = "{}"
+
+[[auth.pem_keys]]
+kid = "ec"
+file = "{}"
+"#,
+        fixture("test-rsa-public.pem"),
+        fixture("test-ec-public.pem")
+    );
+    let config = Config::from_toml(&[&toml]).unwrap();
+    BearerLayer::from_config(&config.auth, &prometheus::Registry::new()).unwrap()
+}
+
+fn token(alg: Algorithm, kid: &str, pem: &str) -> String {
+    let pem = std::fs::read(fixture(pem)).unwrap();
+    let key = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
+        _ => EncodingKey::from_rsa_pem(&pem).unwrap(),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // About the size of an IBM IAM access token's claims.
+    let claims = serde_json::json!({
+        "iam_id": "iam-ServiceId-12345678-1234-1234-1234-123456789012",
+        "id": "iam-ServiceId-12345678-1234-1234-1234-123456789012",
+        "realmid": "iam",
+        "identifier": "ServiceId-12345678-1234-1234-1234-123456789012",
+        "sub": "ServiceId-12345678-1234-1234-1234-123456789012",
+        "sub_type": "ServiceId",
+        "account": {"valid": true, "bss": "0123456789abcdef0123456789abcdef", "frozen": true},
+        "iat": now, "exp": now + 3600,
+        "iss": "https://iam.test/identity",
+        "grant_type": "urn:ibm:params:oauth:grant-type:apikey",
+        "scope": "ibm openid",
+        "client_id": "default",
+        "acr": 1, "amr": ["pwd"],
+        "aud": "kms"
+    });
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.into());
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn request(authorization: &str) -> Request<Body> {
+    let mut req = Request::post("/api/v2/keys/abc/actions/wrap")
+        .header("bluemix-instance", "instance-1")
+        .body(Body::empty())
+        .unwrap();
+    if !authorization.is_empty() {
+        req.headers_mut()
+            .insert("authorization", authorization.parse().unwrap());
+    }
+    req.extensions_mut().insert(Route::KeyWrap);
+    req.extensions_mut().insert(Arc::new(RequestLog::default()));
+    req
+}
+
+/// Nanoseconds per request, best of [`ROUNDS`].
+fn measure(layer: &BearerLayer, authorization: &str, iterations: u32, expect: u16) -> f64 {
+    let inner = tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    });
+    let mut service = layer.layer(inner);
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut best = f64::INFINITY;
+    for _ in 0..ROUNDS {
+        let start = Instant::now();
+        for _ in 0..iterations {
+            let future = service.call(request(authorization));
+            let mut future = std::pin::pin!(future);
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(res)) => {
+                    assert_eq!(res.status(), expect);
+                    black_box(res);
+                }
+                _ => panic!("the layer did not answer at once"),
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / f64::from(iterations);
+        best = best.min(ns);
+    }
+    best
+}
+
+fn main() {
+    let cache_on = layer("");
+    let cache_off = layer("[auth.cache]\nenabled = false\n");
+    let rs256 = format!(
+        "Bearer {}",
+        token(Algorithm::RS256, "rsa", "test-rsa-private.pem")
+    );
+    let es256 = format!(
+        "Bearer {}",
+        token(Algorithm::ES256, "ec", "test-ec-private.pem")
+    );
+    let forged = format!(
+        "Bearer {}",
+        token(Algorithm::RS256, "rsa", "test-rsa2-private.pem")
+    );
+
+    let baseline = measure(&BearerLayer::disabled(), &rs256, 200_000, 200);
+    println!("bearer layer, ns per request (best of {ROUNDS}); 'layer' = case - disabled baseline");
+    println!(
+        "{:<40} {:>12.0} ns/op",
+        "disabled (pass-through baseline)", baseline
+    );
+    let cases: [(&str, &BearerLayer, &str, u32, u16); 6] = [
+        ("RS256 cache on (hit)", &cache_on, &rs256, 200_000, 200),
+        ("RS256 cache off (verify)", &cache_off, &rs256, 5_000, 200),
+        ("ES256 cache on (hit)", &cache_on, &es256, 200_000, 200),
+        ("ES256 cache off (verify)", &cache_off, &es256, 5_000, 200),
+        ("RS256 bad signature -> 401", &cache_on, &forged, 5_000, 401),
+        ("no Authorization -> 400", &cache_on, "", 200_000, 400),
+    ];
+    for (name, layer, authorization, iterations, expect) in cases {
+        let ns = measure(layer, authorization, iterations, expect);
+        println!(
+            "{name:<40} {ns:>12.0} ns/op   layer {:>9.0} ns   {:>9.0} req/s/core",
+            ns - baseline,
+            1e9 / ns
+        );
+    }
+}
