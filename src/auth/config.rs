@@ -222,3 +222,38 @@ impl JwksUrlConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    #[test]
+    fn the_example_and_the_quickstart_parse() {
+        let example = Config::from_toml(&[include_str!("../../config/kmsgate.example.toml")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!example.auth.enabled);
+        let quickstart = Config::from_toml(&[include_str!("../../config/kmsgate.toml")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(quickstart.auth.enabled);
+        crate::auth::devtoken::mint(&quickstart.auth, "alice", Duration::from_secs(60), false)
+            .unwrap();
+    }
+
+    #[test]
+    fn verify_mode_needs_a_key_and_none_is_not_an_algorithm() {
+        let err = Config::from_toml(&["[auth]\nenabled = true\n"]).unwrap_err();
+        assert!(err.to_string().contains("needs a key"), "{err}");
+        let err =
+            Config::from_toml(&["[auth]\nenabled = true\nalgorithms = [\"none\"]\n"]).unwrap_err();
+        assert!(err.to_string().contains("auth.algorithms"), "{err}");
+        let err =
+            Config::from_toml(&["[auth]\nenabled = true\n[[auth.hmac_keys]]\nsecret = \"s\"\n"])
+                .unwrap_err();
+        assert!(err.to_string().contains("development only"), "{err}");
+        let err = Config::from_toml(&["[auth]\nenabled = true\n[auth.jwks]\nurl = \"ftp://x\"\n"])
+            .unwrap_err();
+        assert!(err.to_string().contains("auth.jwks.url"), "{err}");
+    }
+}

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{HeaderName, HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response, header};
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Timeout;
@@ -34,8 +34,6 @@ use crate::route::Route;
 /// The challenge sent with every 401 of this layer.
 pub const INVALID_TOKEN_CHALLENGE: HeaderValue =
     HeaderValue::from_static("Bearer error=\"invalid_token\"");
-
-const WWW_AUTHENTICATE: HeaderName = header::WWW_AUTHENTICATE;
 
 /// Adds [`Bearer`] to a stack. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -175,7 +173,7 @@ pub fn rejection(failure: Failure, route: Option<Route>) -> Response<Body> {
     if response.status() == http::StatusCode::UNAUTHORIZED {
         response
             .headers_mut()
-            .insert(WWW_AUTHENTICATE, INVALID_TOKEN_CHALLENGE);
+            .insert(header::WWW_AUTHENTICATE, INVALID_TOKEN_CHALLENGE);
     }
     response
 }
