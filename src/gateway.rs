@@ -9,16 +9,22 @@ use tokio::sync::{Semaphore, watch};
 use tower_layer::Layer;
 
 use crate::admin::{self, Readiness};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
+use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
 use crate::layer::bearer::{Bearer, BearerLayer};
+use crate::layer::client_ip::{ClientIp, ClientIpLayer, ClientIpRules};
+use crate::layer::instance::{Instance, InstanceLayer};
+use crate::layer::network::{Network, NetworkLayer, PrivateNetwork};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::metrics::Metrics;
+use crate::policy::{IpSet, PolicyStore};
 use crate::proxy::Upstream;
+use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack = Observe<Bearer<Upstream>>;
+pub type Stack = Observe<ClientIp<Instance<Network<AllowedIp<Bearer<Upstream>>>>>>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
@@ -27,17 +33,27 @@ pub type Stack = Observe<Bearer<Upstream>>;
 pub fn stack(
     config: &Config,
     metrics: &Metrics,
+    policies: &PolicyStore,
     upstream: Upstream,
     bearer: &BearerLayer,
 ) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
-    // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR; puts the
-    // caller's Identity in the extensions. Its place: after allowed_ip, before body (those
-    // layers are not in the stack yet, so it sits just before the upstream).
+    // client_ip: the peer, or the trusted-proxy walk of X-Forwarded-For / Forwarded.
+    let client_ip = ClientIpLayer::new(Arc::new(ClientIpRules::new(&config.client_ip)));
+    // instance: bluemix-instance → the instance's compiled policies (one snapshot load).
+    let instance = InstanceLayer::new(policies.clone());
+    // network: allowedNetwork private-only → 403 CONFIG_RULE_CONFLICT_ERR for public requests.
+    let network = NetworkLayer::new(Arc::new(PrivateNetwork::new(&config.network)));
+    // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
+    let allowed_ip = AllowedIpLayer::new();
+    // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR with
+    // WWW-Authenticate; puts the caller's Identity in the extensions. (body goes after it.)
     let bearer = bearer.clone();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    observe.layer(bearer.layer(upstream))
+    observe.layer(
+        client_ip.layer(instance.layer(network.layer(allowed_ip.layer(bearer.layer(upstream))))),
+    )
 }
 
 /// Why the gateway could not start.
@@ -56,6 +72,7 @@ pub struct Gateway {
     config: Config,
     metrics: Metrics,
     readiness: Readiness,
+    policies: PolicyStore,
     bearer: BearerLayer,
     stack: Stack,
     public: TcpListener,
@@ -81,8 +98,9 @@ impl Gateway {
         let metrics = Metrics::new();
         let readiness = Readiness::new();
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
+        let policies = PolicyStore::from_config(&config.policies)?;
         let bearer = BearerLayer::from_config(&config.auth, metrics.registry())?;
-        let stack = stack(&config, &metrics, upstream, &bearer);
+        let stack = stack(&config, &metrics, &policies, upstream, &bearer);
         let tls = config
             .listen
             .tls
@@ -105,6 +123,7 @@ impl Gateway {
             config,
             metrics,
             readiness,
+            policies,
             bearer,
             stack,
             public,
@@ -126,6 +145,11 @@ impl Gateway {
         }
     }
 
+    /// The instance-policy store (a reload swaps its snapshot).
+    pub fn policies(&self) -> &PolicyStore {
+        &self.policies
+    }
+
     /// The metrics registry of this gateway.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -137,19 +161,21 @@ impl Gateway {
         let addrs = self.addrs();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(server::serve(
+        tasks.spawn(server::serve_with_proxy_protocol(
             self.public,
             ListenerKind::Public,
             self.stack.clone(),
             self.options.clone(),
+            proxy_protocol(&self.config, ListenerName::Public, &self.options),
             stop_rx.clone(),
         ));
         if let Some(private) = self.private {
-            tasks.spawn(server::serve(
+            tasks.spawn(server::serve_with_proxy_protocol(
                 private,
                 ListenerKind::Private,
                 self.stack.clone(),
                 self.options.clone(),
+                proxy_protocol(&self.config, ListenerName::Private, &self.options),
                 stop_rx.clone(),
             ));
         }
@@ -179,6 +205,21 @@ impl Gateway {
         let _ = admin_task.await;
         tracing::info!("drained; bye");
     }
+}
+
+/// PROXY protocol for `listener`, if `client_ip.proxy_protocol` names it.
+fn proxy_protocol(
+    config: &Config,
+    listener: ListenerName,
+    options: &ServeOptions,
+) -> Option<ProxyProtocol> {
+    let client_ip = &config.client_ip;
+    client_ip.proxy_protocol.contains(&listener).then(|| {
+        ProxyProtocol::new(
+            Arc::new(IpSet::new(&client_ip.trusted_proxies)),
+            options.header_read_timeout,
+        )
+    })
 }
 
 /// Completes on SIGTERM or SIGINT.

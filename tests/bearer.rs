@@ -611,3 +611,57 @@ async fn a_failing_refresh_keeps_the_last_good_keys_until_max_staleness() {
     assert_rejected(&res, 401, "UNAUTHORIZED_ERR");
     assert_eq!(upstream.count(), 1);
 }
+
+// === Order in the stack ===
+
+#[tokio::test]
+async fn allowed_ip_refuses_before_any_token_work() {
+    use kmsgate::policy::Snapshot;
+    use kmsgate::policy::model::{AllowedIp, InstancePolicies};
+    let upstream = Recorder::start().await;
+    let policy = InstancePolicies {
+        allowed_ip: Some(AllowedIp {
+            enabled: true,
+            allowed_ip: vec!["127.0.0.2/32".parse().unwrap()],
+        }),
+        ..Default::default()
+    };
+    let snapshot = Snapshot::new([("instance-1".to_owned(), policy)], None);
+    let gw = TestGateway::start_with_policies(&auth_toml(&upstream, ""), snapshot).await;
+    // Outside allowedIP, no token: allowedIP's 401 wins (no challenge), the token is not looked at.
+    let res = gw
+        .request("GET", "/api/v2/keys")
+        .header("bluemix-instance", "instance-1")
+        .from_ip("127.0.0.3")
+        .send()
+        .await;
+    assert_rejected(&res, 401, "UNAUTHORIZED_ERR");
+    assert!(res.header("www-authenticate").is_none());
+    assert_eq!(
+        gw.metric(
+            "kmsgate_token_verifications_total",
+            &[("result", "missing_header")]
+        )
+        .await,
+        0.0
+    );
+    // Inside allowedIP, no token: the bearer layer answers.
+    let res = gw
+        .request("GET", "/api/v2/keys")
+        .header("bluemix-instance", "instance-1")
+        .from_ip("127.0.0.2")
+        .send()
+        .await;
+    assert_rejected(&res, 400, "BEARER_SUB_EXTRACTION_ERR");
+    // Inside, with a good token: forwarded.
+    let token = sign(Algorithm::RS256, Some("rsa"), &good_claims("alice"), &rsa());
+    let res = gw
+        .request("GET", "/api/v2/keys")
+        .header("bluemix-instance", "instance-1")
+        .header("authorization", &bearer(&token))
+        .from_ip("127.0.0.2")
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(upstream.count(), 1);
+}

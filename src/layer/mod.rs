@@ -14,7 +14,11 @@ use pin_project_lite::pin_project;
 use crate::body::Body;
 use crate::reason::Rejection;
 
+pub mod allowed_ip;
 pub mod bearer;
+pub mod client_ip;
+pub mod instance;
+pub mod network;
 pub mod observe;
 
 pin_project! {
