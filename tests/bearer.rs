@@ -665,3 +665,45 @@ async fn allowed_ip_refuses_before_any_token_work() {
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(upstream.count(), 1);
 }
+
+// === `kmsgate token` ===
+
+#[tokio::test]
+async fn kmsgate_token_signs_with_the_quickstart_dev_key_and_refuses_without_one() {
+    let project = |f: &str| format!("{}/{f}", env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmsgate"))
+        .args(["token", "--config", &project("config/kmsgate.toml")])
+        .args(["--sub", "alice", "--ttl", "10m", "--service"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+
+    // The quickstart's [auth] section in front of a recording upstream admits it.
+    let quickstart = std::fs::read_to_string(project("config/kmsgate.toml")).unwrap();
+    let auth = &quickstart[quickstart.find("[auth]").unwrap()..];
+    let upstream = Recorder::start().await;
+    let gw = TestGateway::start(&format!("[upstream]\nurl = \"{}\"\n{auth}", upstream.url())).await;
+    assert_eq!(send(&gw, Some(&bearer(&token))).await.status, 200);
+    assert_eq!(upstream.count(), 1);
+    assert_rejected(&send(&gw, None).await, 400, "BEARER_SUB_EXTRACTION_ERR");
+    assert_eq!(upstream.count(), 1);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmsgate"))
+        .args(["token", "--config", &project("config/kmsgate.example.toml")])
+        .args(["--sub", "alice"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no development key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
