@@ -9,29 +9,49 @@ use tokio::sync::{Semaphore, watch};
 use tower_layer::Layer;
 
 use crate::admin::{self, Readiness};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
+use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
 use crate::layer::body::{BodyShape, BodyShapeLayer};
+use crate::layer::client_ip::{ClientIp, ClientIpLayer, ClientIpRules};
+use crate::layer::instance::{Instance, InstanceLayer};
 use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
+use crate::layer::network::{Network, NetworkLayer, PrivateNetwork};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::metrics::Metrics;
+use crate::policy::{IpSet, PolicyStore};
 use crate::proxy::Upstream;
+use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack = Observe<BodyShape<KeyAccess<Upstream>>>;
+pub type Stack = Observe<ClientIp<Instance<Network<AllowedIp<BodyShape<KeyAccess<Upstream>>>>>>>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
-pub fn stack(config: &Config, metrics: &Metrics, upstream: Upstream) -> Stack {
+pub fn stack(
+    config: &Config,
+    metrics: &Metrics,
+    policies: &PolicyStore,
+    upstream: Upstream,
+) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
+    // client_ip: the peer, or the trusted-proxy walk of X-Forwarded-For / Forwarded.
+    let client_ip = ClientIpLayer::new(Arc::new(ClientIpRules::new(&config.client_ip)));
+    // instance: bluemix-instance → the instance's compiled policies (one snapshot load).
+    let instance = InstanceLayer::new(policies.clone());
+    // network: allowedNetwork private-only → 403 CONFIG_RULE_CONFLICT_ERR for public requests.
+    let network = NetworkLayer::new(Arc::new(PrivateNetwork::new(&config.network)));
+    // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
+    let allowed_ip = AllowedIpLayer::new();
     // body: bounded buffer of the routes that need it, parse once, Key Protect shape checks.
     let body = BodyShapeLayer::new(config.body.limit);
     // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
     let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    observe.layer(body.layer(key_access.layer(upstream)))
+    let inner = body.layer(key_access.layer(upstream));
+    observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(inner)))))
 }
 
 /// Why the gateway could not start.
@@ -50,6 +70,7 @@ pub struct Gateway {
     config: Config,
     metrics: Metrics,
     readiness: Readiness,
+    policies: PolicyStore,
     stack: Stack,
     public: TcpListener,
     private: Option<TcpListener>,
@@ -74,7 +95,8 @@ impl Gateway {
         let metrics = Metrics::new();
         let readiness = Readiness::new();
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
-        let stack = stack(&config, &metrics, upstream);
+        let policies = PolicyStore::from_config(&config.policies)?;
+        let stack = stack(&config, &metrics, &policies, upstream);
         let tls = config
             .listen
             .tls
@@ -97,6 +119,7 @@ impl Gateway {
             config,
             metrics,
             readiness,
+            policies,
             stack,
             public,
             private,
@@ -117,6 +140,11 @@ impl Gateway {
         }
     }
 
+    /// The instance-policy store (a reload swaps its snapshot).
+    pub fn policies(&self) -> &PolicyStore {
+        &self.policies
+    }
+
     /// The metrics registry of this gateway.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -128,19 +156,21 @@ impl Gateway {
         let addrs = self.addrs();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(server::serve(
+        tasks.spawn(server::serve_with_proxy_protocol(
             self.public,
             ListenerKind::Public,
             self.stack.clone(),
             self.options.clone(),
+            proxy_protocol(&self.config, ListenerName::Public, &self.options),
             stop_rx.clone(),
         ));
         if let Some(private) = self.private {
-            tasks.spawn(server::serve(
+            tasks.spawn(server::serve_with_proxy_protocol(
                 private,
                 ListenerKind::Private,
                 self.stack.clone(),
                 self.options.clone(),
+                proxy_protocol(&self.config, ListenerName::Private, &self.options),
                 stop_rx.clone(),
             ));
         }
@@ -166,6 +196,21 @@ impl Gateway {
         let _ = admin_task.await;
         tracing::info!("drained; bye");
     }
+}
+
+/// PROXY protocol for `listener`, if `client_ip.proxy_protocol` names it.
+fn proxy_protocol(
+    config: &Config,
+    listener: ListenerName,
+    options: &ServeOptions,
+) -> Option<ProxyProtocol> {
+    let client_ip = &config.client_ip;
+    client_ip.proxy_protocol.contains(&listener).then(|| {
+        ProxyProtocol::new(
+            Arc::new(IpSet::new(&client_ip.trusted_proxies)),
+            options.header_read_timeout,
+        )
+    })
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -312,7 +312,7 @@ impl Future for UpstreamFuture {
                 let rejection = rejection
                     .take()
                     .unwrap_or_else(|| Rejection::new(Reason::GatewayInternal));
-                return Poll::Ready(Ok(rejection.into_response()));
+                return Poll::Ready(Ok(rejection.operation(*this.operation).into_response()));
             }
             KindProj::Remote { future } => match future.poll(cx) {
                 Poll::Pending => return Poll::Pending,

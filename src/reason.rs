@@ -324,11 +324,17 @@ impl Target {
 
 /// A refusal: a reason plus what the envelope needs to say about this request.
 ///
-/// Built by layers (and by the dev KMS), rendered once by [`Rejection::into_response`].
+/// Built by layers (and by the dev KMS), rendered once by [`Rejection::into_response`]. Small
+/// (the rarely used parts are boxed), so `Result<_, Rejection>` stays cheap to return.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     reason: Reason,
     operation: Operation,
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Extra {
     /// Replaces the catalogue message (field errors carry their own).
     message: Option<Cow<'static, str>>,
     /// Appended to the message after ": " (e.g. `json: unknown field "x"`).
@@ -348,10 +354,7 @@ impl Rejection {
         Rejection {
             reason,
             operation: Operation::REQUEST,
-            message: None,
-            detail: None,
-            context: None,
-            target: None,
+            extra: None,
         }
     }
 
@@ -363,25 +366,25 @@ impl Rejection {
 
     /// Appends request-specific detail to the catalogue message.
     pub fn detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
-        self.detail = Some(detail.into());
+        self.extra().detail = Some(detail.into());
         self
     }
 
     /// Replaces the catalogue message.
     pub fn message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
-        self.message = Some(message.into());
+        self.extra().message = Some(message.into());
         self
     }
 
     /// Adds context before the operation in `errorMsg`.
     pub fn context(mut self, context: impl Into<Cow<'static, str>>) -> Self {
-        self.context = Some(context.into());
+        self.extra().context = Some(context.into());
         self
     }
 
     /// Points the reason at a field or query parameter.
     pub fn target(mut self, target: Target) -> Self {
-        self.target = Some(target);
+        self.extra().target = Some(target);
         self
     }
 
@@ -390,6 +393,10 @@ impl Rejection {
         Rejection::new(Reason::InvalidField)
             .message(format!("The field `{field}` must be: {rule}"))
             .target(Target::field(field))
+    }
+
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
     }
 
     /// An `INVALID_FIELD_ERR` for `field` of `operation`: "The field <field> must be: <rule>",
@@ -415,8 +422,11 @@ impl Rejection {
 
     /// The reason's message as it goes on the wire (catalogue message, override and detail).
     pub fn wire_message(&self) -> Cow<'_, str> {
-        let base: &str = self.message.as_deref().unwrap_or(self.reason.message());
-        match &self.detail {
+        let extra = self.extra.as_deref();
+        let base: &str = extra
+            .and_then(|e| e.message.as_deref())
+            .unwrap_or(self.reason.message());
+        match extra.and_then(|e| e.detail.as_ref()) {
             Some(detail) => Cow::Owned(format!("{base}: {detail}")),
             None => Cow::Borrowed(base),
         }
@@ -432,7 +442,7 @@ impl Rejection {
             Quote::Single => "'reasons'",
             Quote::Double => "\"reasons\"",
         };
-        let context = match &self.context {
+        let context = match self.extra.as_deref().and_then(|e| e.context.as_ref()) {
             Some(c) => format!("{c}: "),
             None => String::new(),
         };
@@ -486,7 +496,7 @@ impl Rejection {
                 message: self.wire_message(),
                 status: self.reason.status().as_u16(),
                 more_info: MORE_INFO,
-                target: self.target.as_ref(),
+                target: self.extra.as_deref().and_then(|e| e.target.as_ref()),
             }]
         });
         let envelope = Envelope {

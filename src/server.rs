@@ -1,6 +1,7 @@
 //! Client listeners: HTTP/1.1 and h2c (or TLS with ALPN), a connection limit, a header-read
 //! timeout, and graceful drain.
 
+pub mod proxy_protocol;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -42,6 +43,25 @@ pub async fn serve<S>(
     kind: ListenerKind,
     service: S,
     options: ServeOptions,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    serve_with_proxy_protocol(listener, kind, service, options, None, shutdown).await;
+}
+
+/// [`serve`], and with `proxy_protocol` every connection must first send a PROXY header from a
+/// trusted proxy (see [`proxy_protocol`]); its source address becomes the peer.
+pub async fn serve_with_proxy_protocol<S>(
+    listener: TcpListener,
+    kind: ListenerKind,
+    service: S,
+    options: ServeOptions,
+    proxy_protocol: Option<proxy_protocol::ProxyProtocol>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
@@ -96,9 +116,20 @@ pub async fn serve<S>(
         let service = service.clone();
         let builder = builder.clone();
         let tls = options.tls.clone();
+        let proxy_protocol = proxy_protocol.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let (mut stream, mut info) = (stream, info);
+            if let Some(proxy_protocol) = proxy_protocol {
+                match proxy_protocol.accept(&mut stream, info.peer).await {
+                    Ok(source) => info.peer = source,
+                    Err(e) => {
+                        tracing::debug!(peer = %info.peer, error = %e, "connection closed");
+                        return;
+                    }
+                }
+            }
             serve_connection(stream, info, tls, service, &builder, watcher).await;
         });
     }

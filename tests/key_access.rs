@@ -40,10 +40,7 @@ struct PolicyGateway {
 impl PolicyGateway {
     async fn start(upstream: &Recorder, document: &str) -> PolicyGateway {
         let model = parse_document(document.as_bytes()).expect("a valid policy document");
-        let policy = Arc::new(ActivePolicy {
-            instance: Some(INSTANCE.into()),
-            model,
-        });
+        let policy = Arc::new(ActivePolicy::compile(Some(INSTANCE.into()), model));
         let metrics = Metrics::new();
         let config = UpstreamConfig {
             url: upstream.url(),

@@ -10,6 +10,7 @@
 
 pub mod duration;
 mod error;
+pub mod network;
 mod secret;
 
 use std::net::SocketAddr;
@@ -21,7 +22,10 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use network::{ClientIpConfig, ForwardedHeader, ListenerName, NetworkConfig};
 pub use secret::Secret;
+
+pub use crate::policy::store::PoliciesConfig;
 
 /// The top-level sections; an environment variable must name one of these to be read.
 const SECTIONS: &[&str] = &[
@@ -52,6 +56,12 @@ pub struct Config {
     pub body: BodyConfig,
     /// Bearer-token validation.
     pub auth: crate::auth::AuthConfig,
+    /// How the client address is derived (trusted proxies, PROXY protocol).
+    pub client_ip: ClientIpConfig,
+    /// What counts as the private network (allowedNetwork).
+    pub network: NetworkConfig,
+    /// Instance policies, per instance, in Key Protect's JSON shape.
+    pub policies: PoliciesConfig,
 }
 
 /// `[listen]`: where the gateway accepts connections.
@@ -255,9 +265,8 @@ impl Config {
     /// Checks what serde cannot: values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.upstream.url;
-        if !self.upstream.is_embedded()
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
+        let http = url.starts_with("http://") || url.starts_with("https://");
+        if !self.upstream.is_embedded() && !http {
             return Err(ConfigError::invalid(
                 "upstream.url",
                 format!("{url:?} is neither \"embedded\" nor an http:// or https:// URL"),
@@ -282,6 +291,24 @@ impl Config {
             ));
         }
         self.auth.validate()?;
+        if !self.client_ip.proxy_protocol.is_empty() && self.client_ip.trusted_proxies.is_empty() {
+            return Err(ConfigError::invalid(
+                "client_ip.proxy_protocol",
+                "needs client_ip.trusted_proxies: PROXY headers are accepted only from trusted proxies",
+            ));
+        }
+        if self
+            .client_ip
+            .proxy_protocol
+            .contains(&ListenerName::Private)
+            && self.listen.private.is_none()
+        {
+            return Err(ConfigError::invalid(
+                "client_ip.proxy_protocol",
+                "names the private listener, but listen.private is not set",
+            ));
+        }
+        crate::policy::Snapshot::from_config(&self.policies)?;
         Ok(())
     }
 

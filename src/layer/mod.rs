@@ -14,8 +14,12 @@ use pin_project_lite::pin_project;
 use crate::body::Body;
 use crate::reason::Rejection;
 
+pub mod allowed_ip;
 pub mod body;
+pub mod client_ip;
+pub mod instance;
 pub mod key_access;
+pub mod network;
 pub mod observe;
 
 pin_project! {

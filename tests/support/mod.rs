@@ -184,6 +184,25 @@ impl TestGateway {
         let gateway = Gateway::bind(config)
             .await
             .unwrap_or_else(|e| panic!("gateway bind: {e}"));
+        TestGateway::run(gateway)
+    }
+
+    /// Like [`TestGateway::start`], with these instance policies swapped into the policy store
+    /// before the first request (built as values, independent of the policy JSON parser).
+    pub async fn start_with_policies(
+        toml: &str,
+        policies: kmsgate::policy::Snapshot,
+    ) -> TestGateway {
+        let config =
+            Config::from_toml(&[BASE, toml]).unwrap_or_else(|e| panic!("test config: {e}"));
+        let gateway = Gateway::bind(config)
+            .await
+            .unwrap_or_else(|e| panic!("gateway bind: {e}"));
+        gateway.policies().replace(policies);
+        TestGateway::run(gateway)
+    }
+
+    fn run(gateway: Gateway) -> TestGateway {
         let addrs = gateway.addrs();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway.run(async move {
@@ -309,6 +328,7 @@ impl TestRequest {
     }
 
     /// Binds the client socket to this source address (e.g. `127.0.0.7` or `::1`).
+    #[allow(clippy::wrong_self_convention)] // a builder step, read as "send from this IP"
     pub fn from_ip(mut self, ip: &str) -> Self {
         self.from_ip = Some(ip.parse().expect("an IP address"));
         self
@@ -343,7 +363,12 @@ impl TestRequest {
             self.path.clone()
         };
         let mut req = Request::builder().method(self.method).uri(uri);
-        if !self.h2 {
+        if !self.h2
+            && !self
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("host"))
+        {
             req = req.header("host", self.addr.to_string());
         }
         for (k, v) in &self.headers {

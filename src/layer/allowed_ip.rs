@@ -1,0 +1,198 @@
+//! allowedIP: with an enabled policy, a client outside every range is refused with 401
+//! `UNAUTHORIZED_ERR` (errorMsg only, no `reasons`, as Key Protect answers). An IPv6 client
+//! against a list that holds only IPv4 ranges gets 403 `FEATURE_RESTRICTED_ERR`.
+//!
+//! `GET /api/v2/instance/allowed_ip_port` is exempt, as in Key Protect. The check is one
+//! binary search in the policy's compiled [`IpSet`](crate::policy::IpSet).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+
+use crate::body::Body;
+use crate::conn::{ClientAddr, ConnInfo};
+use crate::layer::ResponseFuture;
+use crate::layer::observe::RequestLog;
+use crate::policy::ActivePolicy;
+use crate::reason::{Reason, Rejection};
+use crate::route::Route;
+
+/// The allowedIP decision for a request on `route` from `client`: the refusal's reason, if any.
+#[inline]
+pub fn check(policy: &ActivePolicy, route: Option<Route>, client: IpAddr) -> Result<(), Reason> {
+    let Some(set) = policy.allowed_ip.as_ref() else {
+        return Ok(());
+    };
+    if route == Some(Route::AllowedIpPort) {
+        return Ok(());
+    }
+    let client = client.to_canonical();
+    if client.is_ipv6() && set.has_ipv4() && !set.has_ipv6() {
+        return Err(Reason::FeatureRestricted);
+    }
+    if set.contains(client) {
+        Ok(())
+    } else {
+        Err(Reason::Unauthorized)
+    }
+}
+
+/// The refusal for `reason`, naming the route's operation.
+pub fn rejection(reason: Reason, route: Option<Route>) -> Rejection {
+    let rejection = Rejection::new(reason);
+    match route {
+        Some(route) => rejection.operation(route.operation()),
+        None => rejection,
+    }
+}
+
+/// Adds [`AllowedIp`] to a stack.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AllowedIpLayer;
+
+impl AllowedIpLayer {
+    /// The layer (its policy comes with each request, from the instance layer).
+    pub fn new() -> AllowedIpLayer {
+        AllowedIpLayer
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AllowedIpLayer {
+    type Service = AllowedIp<S>;
+    fn layer(&self, inner: S) -> AllowedIp<S> {
+        AllowedIp { inner }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct AllowedIp<S> {
+    inner: S,
+}
+
+impl<S> tower_service::Service<Request<Body>> for AllowedIp<S>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let ext = req.extensions();
+        let client = ext
+            .get::<ClientAddr>()
+            .map(|c| c.0)
+            .or_else(|| ext.get::<ConnInfo>().map(|c| c.peer.ip()));
+        if let (Some(policy), Some(client)) = (ext.get::<Arc<ActivePolicy>>(), client) {
+            let route = ext.get::<Route>().copied();
+            if let Err(reason) = check(policy, route, client) {
+                if let Some(log) = ext.get::<Arc<RequestLog>>() {
+                    log.set_note(match reason {
+                        Reason::FeatureRestricted => "allowedIP: IPv6 client, IPv4-only list",
+                        _ => "allowedIP: client outside every range",
+                    });
+                }
+                return ResponseFuture::refused(rejection(reason, route));
+            }
+        }
+        ResponseFuture::inner(self.inner.call(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{AllowedIp as AllowedIpPolicy, InstancePolicies};
+
+    fn policy(nets: &[&str], enabled: bool) -> ActivePolicy {
+        ActivePolicy::compile(
+            None,
+            InstancePolicies {
+                allowed_ip: Some(AllowedIpPolicy {
+                    enabled,
+                    allowed_ip: nets.iter().map(|n| n.parse().unwrap()).collect(),
+                }),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn code(r: Result<(), Reason>) -> Option<&'static str> {
+        r.err().map(Reason::code)
+    }
+
+    #[test]
+    fn inside_outside_ipv6_and_the_port_exception() {
+        let p = policy(&["127.0.0.0/30", "192.0.2.0/24"], true);
+        let route = Some(Route::classify(&http::Method::GET, "/api/v2/keys", None));
+        assert_eq!(code(check(&p, route, ip("127.0.0.2"))), None);
+        assert_eq!(code(check(&p, route, ip("::ffff:127.0.0.2"))), None);
+        assert_eq!(
+            code(check(&p, route, ip("127.0.0.7"))),
+            Some("UNAUTHORIZED_ERR")
+        );
+        assert_eq!(
+            code(check(&p, route, ip("::1"))),
+            Some("FEATURE_RESTRICTED_ERR")
+        );
+        let port = Some(Route::AllowedIpPort);
+        assert_eq!(code(check(&p, port, ip("127.0.0.7"))), None);
+        assert_eq!(code(check(&p, port, ip("::1"))), None);
+    }
+
+    #[test]
+    fn ipv6_ranges_match_ipv6_clients() {
+        let p = policy(&["127.0.0.1/32", "::1/128"], true);
+        assert_eq!(code(check(&p, None, ip("::1"))), None);
+        assert_eq!(code(check(&p, None, ip("::2"))), Some("UNAUTHORIZED_ERR"));
+        let p = policy(&["2001:db8::/32"], true);
+        assert_eq!(
+            code(check(&p, None, ip("10.0.0.1"))),
+            Some("UNAUTHORIZED_ERR")
+        );
+    }
+
+    #[test]
+    fn disabled_or_absent_policy_allows() {
+        assert_eq!(
+            code(check(&policy(&["10.0.0.0/8"], false), None, ip("1.1.1.1"))),
+            None
+        );
+        assert_eq!(
+            code(check(&ActivePolicy::default(), None, ip("1.1.1.1"))),
+            None
+        );
+    }
+
+    #[test]
+    fn refusal_envelopes() {
+        let p = policy(&["10.0.0.0/8"], true);
+        let r = rejection(check(&p, None, ip("1.1.1.1")).unwrap_err(), None);
+        assert_eq!(
+            r.error_msg(),
+            "Unauthorized: The user does not have access to the specified resource"
+        );
+        let r = check(&p, None, ip("::1")).unwrap_err();
+        assert_eq!(r.status(), 403);
+        let route = Route::classify(&http::Method::POST, "/api/v2/keys", None);
+        let r = rejection(r, Some(route));
+        assert!(
+            r.error_msg()
+                .starts_with("Forbidden: Key could not be created"),
+            "{}",
+            r.error_msg()
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! The client address: the TCP peer, or — when the peer is a trusted proxy — the first
+//! untrusted hop of `X-Forwarded-For` (or RFC 7239 `Forwarded`), walked right to left.
+//!
+//! - From an untrusted peer the forwarded headers are ignored: the client is the peer.
+//! - From a trusted peer, entries are read from the right; trusted hops are skipped and the
+//!   first untrusted address is the client. A malformed entry (or `unknown`, an obfuscated
+//!   identifier, a `Forwarded` element without `for=`) stops the walk at the last good address.
+//!   When every hop is trusted, the leftmost one is the client.
+//! - IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is taken as IPv4, for matching and for what goes on.
+//!
+//! The layer inserts [`ClientAddr`] into the request (the proxy overwrites `X-Forwarded-For`
+//! with it, never appending to the client's), records it in the access log, and removes an
+//! incoming `Forwarded` header so a spoofed one cannot reach the KMS. The direct peer stays in
+//! [`ConnInfo::peer`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderName, Request, Response};
+
+use crate::body::Body;
+use crate::config::{ClientIpConfig, ForwardedHeader};
+use crate::conn::{ClientAddr, ConnInfo};
+use crate::layer::ResponseFuture;
+use crate::layer::observe::RequestLog;
+use crate::policy::IpSet;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// How the client address is derived; built once from `[client_ip]`.
+#[derive(Debug, Default)]
+pub struct ClientIpRules {
+    trusted: IpSet,
+    header: ForwardedHeader,
+}
+
+impl ClientIpRules {
+    /// Compiles `[client_ip]`.
+    pub fn new(config: &ClientIpConfig) -> ClientIpRules {
+        ClientIpRules {
+            trusted: IpSet::new(&config.trusted_proxies),
+            header: config.header,
+        }
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    #[inline]
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.contains(ip)
+    }
+
+    /// The client address of a request from `peer` with these headers (canonical form).
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        let peer = peer.to_canonical();
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let (name, parse): (HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
+            ForwardedHeader::XForwardedFor => (X_FORWARDED_FOR, parse_xff_entry),
+            ForwardedHeader::Forwarded => (FORWARDED, parse_forwarded_element),
+        };
+        let mut client = peer;
+        // Header lines in reverse, entries in each line in reverse: right to left overall.
+        for value in headers.get_all(name).iter().rev() {
+            let Ok(value) = value.to_str() else {
+                return client;
+            };
+            for entry in value.rsplit(',') {
+                match parse(entry) {
+                    Some(ip) => {
+                        client = ip.to_canonical();
+                        if !self.is_trusted(client) {
+                            return client;
+                        }
+                    }
+                    None => return client,
+                }
+            }
+        }
+        client
+    }
+}
+
+/// One `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]:80`.
+fn parse_xff_entry(entry: &str) -> Option<IpAddr> {
+    parse_node(entry.trim())
+}
+
+/// An address as a forwarded header writes it, with an optional port.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some(rest) = node.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`.
+        let (ip, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return ip.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    node.parse::<SocketAddr>().ok().map(|s| s.ip())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// One RFC 7239 element: `for=192.0.2.60;proto=http;by=203.0.113.43`, or
+/// `for="[2001:db8:cafe::17]:4711"`. Only an address in `for=` is good.
+fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
+    let mut found = None;
+    for pair in element.split(';') {
+        let (name, value) = pair.trim().split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("for") {
+            if found.is_some() {
+                return None;
+            }
+            let value = value.trim();
+            let value = match value.strip_prefix('"') {
+                Some(quoted) => quoted.strip_suffix('"')?,
+                None => value,
+            };
+            found = Some(parse_node(value)?);
+        }
+    }
+    found
+}
+
+/// Adds [`ClientIp`] to a stack.
+#[derive(Clone, Debug)]
+pub struct ClientIpLayer {
+    rules: Arc<ClientIpRules>,
+}
+
+impl ClientIpLayer {
+    /// Derives client addresses by `rules`.
+    pub fn new(rules: Arc<ClientIpRules>) -> ClientIpLayer {
+        ClientIpLayer { rules }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for ClientIpLayer {
+    type Service = ClientIp<S>;
+    fn layer(&self, inner: S) -> ClientIp<S> {
+        ClientIp {
+            inner,
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct ClientIp<S> {
+    inner: S,
+    rules: Arc<ClientIpRules>,
+}
+
+impl<S> tower_service::Service<Request<Body>> for ClientIp<S>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        if let Some(peer) = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip()) {
+            let client = self.rules.client(peer, req.headers());
+            if let Some(log) = req.extensions().get::<Arc<RequestLog>>() {
+                log.set_client(client);
+            }
+            req.extensions_mut().insert(ClientAddr(client));
+        }
+        req.headers_mut().remove(FORWARDED);
+        ResponseFuture::inner(self.inner.call(req))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn rules(trusted: &[&str], header: ForwardedHeader) -> ClientIpRules {
+        ClientIpRules::new(&ClientIpConfig {
+            trusted_proxies: trusted.iter().map(|n| n.parse().unwrap()).collect(),
+            header,
+            proxy_protocol: Vec::new(),
+        })
+    }
+
+    fn headers(name: &'static str, values: &[&'static str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for v in values {
+            map.append(name, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn untrusted_peer_headers_are_ignored() {
+        let r = rules(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let h = headers("x-forwarded-for", &["1.2.3.4"]);
+        assert_eq!(r.client(ip("192.0.2.1"), &h), ip("192.0.2.1"));
+        let r = rules(&[], ForwardedHeader::XForwardedFor);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn walk_skips_trusted_hops_and_ignores_spoofed_leftmost() {
+        let r = rules(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let h = headers("x-forwarded-for", &["6.6.6.6, 203.0.113.9, 10.0.0.2"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("203.0.113.9"));
+        // Several header lines read as one list.
+        let h = headers("x-forwarded-for", &["6.6.6.6, 203.0.113.9", "10.0.0.2"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("203.0.113.9"));
+        // Every hop trusted: the leftmost.
+        let h = headers("x-forwarded-for", &["10.9.9.9, 10.0.0.2"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.9.9.9"));
+        // No header: the peer.
+        assert_eq!(r.client(ip("10.0.0.1"), &HeaderMap::new()), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn malformed_entry_stops_at_last_good_address() {
+        let r = rules(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let h = headers("x-forwarded-for", &["1.1.1.1, garbage, 10.0.0.2"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.2"));
+        let h = headers("x-forwarded-for", &["1.1.1.1, 300.1.1.1"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        let h = headers("x-forwarded-for", &["1.1.1.1,"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ports_brackets_and_mapped_addresses() {
+        let r = rules(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let h = headers("x-forwarded-for", &["[2001:db8::7]:443"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("2001:db8::7"));
+        let h = headers("x-forwarded-for", &["198.51.100.4:5555"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("198.51.100.4"));
+        let h = headers("x-forwarded-for", &["::ffff:198.51.100.4"]);
+        assert_eq!(r.client(ip("::ffff:10.0.0.1"), &h), ip("198.51.100.4"));
+        let h = headers("x-forwarded-for", &["[2001:db8::7]:x"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn rfc7239_forwarded() {
+        let r = rules(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
+        let h = headers(
+            "forwarded",
+            &[
+                r#"for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.2;by=10.0.0.1"#,
+            ],
+        );
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("2001:db8:cafe::17"));
+        let h = headers("forwarded", &["for=unknown, for=10.0.0.2"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.2"));
+        let h = headers("forwarded", &["for=_hidden;proto=http"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        let h = headers("forwarded", &["proto=http"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        // X-Forwarded-For is not read when Forwarded is configured.
+        let h = headers("x-forwarded-for", &["1.2.3.4"]);
+        assert_eq!(r.client(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+    }
+}

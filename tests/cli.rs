@@ -1,0 +1,215 @@
+//! The binary: `check-config`, environment overrides, error messages, graceful drain.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{Recorder, TestRequest};
+
+fn kmsgate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmsgate"));
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+fn project(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn temp_config(name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-configs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    for file in ["config/kmsgate.toml", "config/kmsgate.example.toml"] {
+        let out = kmsgate()
+            .arg("check-config")
+            .arg(project(file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            printed.contains("[upstream]"),
+            "{file}: prints the effective config:\n{printed}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_value_names_its_key_and_line() {
+    let path = temp_config(
+        "bad-duration.toml",
+        "[listen]\npublic = \"127.0.0.1:0\"\n\n[upstream]\nurl = \"embedded\"\nconnect_timeout = \"soon\"\n",
+    );
+    let out = kmsgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("upstream.connect_timeout"), "{err}");
+    assert!(err.contains("bad-duration.toml:6"), "names the line: {err}");
+}
+
+#[test]
+fn an_unknown_key_is_an_error_naming_it() {
+    let path = temp_config(
+        "unknown.toml",
+        "[upstream]\nurl = \"embedded\"\nretries = 3\n",
+    );
+    let out = kmsgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown key `upstream.retries`"), "{err}");
+    assert!(err.contains("unknown.toml:3"), "{err}");
+}
+
+#[test]
+fn a_bad_upstream_url_is_refused() {
+    let path = temp_config("bad-url.toml", "[upstream]\nurl = \"ftp://kms\"\n");
+    let out = kmsgate().arg("check-config").arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upstream.url"));
+}
+
+#[test]
+fn environment_overrides_apply_and_unrelated_variables_are_ignored() {
+    let path = temp_config("env.toml", "[upstream]\nurl = \"embedded\"\n");
+    let out = kmsgate()
+        .arg("check-config")
+        .arg(&path)
+        .env("KMSGATE_UPSTREAM__URL", "https://kms.example:8443")
+        .env("KMSGATE_UPSTREAM__REQUEST_TIMEOUT", "7s")
+        .env("KMSGATE_SERVICE_HOST", "10.0.0.1")
+        .env("KMSGATE_PORT", "tcp://10.0.0.1:80")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("url = \"https://kms.example:8443\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("request_timeout = \"7s\""), "{stdout}");
+
+    let out = kmsgate()
+        .arg("check-config")
+        .arg(&path)
+        .env("KMSGATE_UPSTREAM__CONNECT_TIMEOUT", "whenever")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("upstream.connect_timeout") && err.contains("environment"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check-config", "--help"],
+        &["dev-kms", "--help"],
+    ] {
+        let out = kmsgate().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+/// SIGTERM while a slow request is in flight: the request completes, then the process exits 0.
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let upstream = Recorder::start().await;
+    upstream.delay(Duration::from_millis(1500));
+    let path = temp_config(
+        "drain.toml",
+        &format!(
+            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\n[shutdown]\ndrain_timeout = \"10s\"\n",
+            upstream.url()
+        ),
+    );
+    let mut child = ChildGuard(
+        kmsgate()
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The start-up line names the bound addresses.
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let public = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the gateway logs its addresses");
+        if let Some(rest) = line.split("public=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<std::net::SocketAddr>()
+                .unwrap();
+        }
+    };
+    let in_flight = tokio::spawn(TestRequest::new(public, "GET", "/api/v2/keys").send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(upstream.count(), 1, "the slow request reached the upstream");
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let res = in_flight.await.unwrap();
+    assert_eq!(
+        res.status,
+        200,
+        "the in-flight request finished: {}",
+        res.text()
+    );
+    let status = tokio::task::spawn_blocking(move || child.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Kills the child process if the test ends early.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
