@@ -13,8 +13,10 @@ use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
 use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
 use crate::layer::bearer::{Bearer, BearerLayer};
+use crate::layer::body::{BodyShape, BodyShapeLayer};
 use crate::layer::client_ip::{ClientIp, ClientIpLayer, ClientIpRules};
 use crate::layer::instance::{Instance, InstanceLayer};
+use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
 use crate::layer::network::{Network, NetworkLayer, PrivateNetwork};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::metrics::Metrics;
@@ -24,7 +26,8 @@ use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack = Observe<ClientIp<Instance<Network<AllowedIp<Bearer<Upstream>>>>>>;
+pub type Stack =
+    Observe<ClientIp<Instance<Network<AllowedIp<Bearer<BodyShape<KeyAccess<Upstream>>>>>>>>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
@@ -48,12 +51,15 @@ pub fn stack(
     // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
     let allowed_ip = AllowedIpLayer::new();
     // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR with
-    // WWW-Authenticate; puts the caller's Identity in the extensions. (body goes after it.)
+    // WWW-Authenticate; puts the caller's Identity in the extensions.
     let bearer = bearer.clone();
+    // body: bounded buffer of the routes that need it, parse once, Key Protect shape checks.
+    let body = BodyShapeLayer::new(config.body.limit);
+    // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
+    let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    observe.layer(
-        client_ip.layer(instance.layer(network.layer(allowed_ip.layer(bearer.layer(upstream))))),
-    )
+    let inner = bearer.layer(body.layer(key_access.layer(upstream)));
+    observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(inner)))))
 }
 
 /// Why the gateway could not start.

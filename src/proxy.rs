@@ -304,7 +304,20 @@ impl Future for UpstreamFuture {
         let this = self.project();
         let response = match this.kind.project() {
             KindProj::Embedded { future } => match future.poll(cx) {
-                Poll::Ready(Ok(res)) => res,
+                Poll::Ready(Ok(res)) => {
+                    // The dev KMS answers from memory: count its envelope's codes directly.
+                    if res.status().as_u16() >= 400 {
+                        let codes = res
+                            .body()
+                            .as_bytes()
+                            .map(envelope_codes)
+                            .unwrap_or_default();
+                        for code in codes {
+                            this.metrics.upstream_reason(&code);
+                        }
+                    }
+                    res
+                }
                 Poll::Ready(Err(never)) => match never {},
                 Poll::Pending => return Poll::Pending,
             },

@@ -707,3 +707,28 @@ async fn kmsgate_token_signs_with_the_quickstart_dev_key_and_refuses_without_one
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_token_is_checked_before_the_body() {
+    let upstream = Recorder::start().await;
+    let gw = TestGateway::start(&auth_toml(&upstream, "")).await;
+    // A bad body and no token: the bearer layer answers (no body is buffered for it).
+    let res = gw
+        .request("POST", "/api/v2/keys")
+        .header("bluemix-instance", "instance-1")
+        .body(&b"{not json"[..])
+        .send()
+        .await;
+    assert_rejected(&res, 400, "BEARER_SUB_EXTRACTION_ERR");
+    // With a good token, the body layer answers for the same body.
+    let token = sign(Algorithm::RS256, Some("rsa"), &good_claims("alice"), &rsa());
+    let res = gw
+        .request("POST", "/api/v2/keys")
+        .header("bluemix-instance", "instance-1")
+        .header("authorization", &bearer(&token))
+        .body(&b"{not json"[..])
+        .send()
+        .await;
+    assert_rejected(&res, 400, "BAD_BODY_ERR");
+    assert_eq!(upstream.count(), 0);
+}
