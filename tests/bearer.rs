@@ -63,7 +63,7 @@ url = "{upstream}"
 
 [auth]
 enabled = true
-algorithms = ["RS256", "ES256", "EdDSA", "HS256"]
+algorithms = ["RS256", "PS256", "ES256", "EdDSA", "HS256"]
 issuers = ["{ISSUER}"]
 audiences = ["{AUDIENCE}"]
 leeway = "60s"
@@ -295,6 +295,12 @@ async fn rsa_ec_ed25519_and_hmac_tokens_are_accepted_and_forwarded_unchanged() {
             &good_claims("hmac-user"),
             &hmac,
         ),
+        sign(
+            Algorithm::PS256,
+            Some("rsa"),
+            &good_claims("pss-user"),
+            &rsa(),
+        ),
         // Without a kid, every key of the algorithm's family is tried.
         sign(
             Algorithm::ES256,
@@ -325,8 +331,32 @@ async fn rsa_ec_ed25519_and_hmac_tokens_are_accepted_and_forwarded_unchanged() {
     assert_eq!(
         gw.metric("kmsgate_token_verifications_total", &[("result", "ok")])
             .await,
-        6.0
+        7.0
     );
+}
+
+#[tokio::test]
+async fn a_jwks_file_is_a_key_source() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bearer-jwks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keys.json");
+    std::fs::write(&path, jwks(&[(&rsa2(), "file-key")])).unwrap();
+    let upstream = Recorder::start().await;
+    let gw = TestGateway::start(&format!(
+        "[upstream]\nurl = \"{}\"\n[auth]\nenabled = true\njwks_files = [\"{}\"]\n",
+        upstream.url(),
+        path.display()
+    ))
+    .await;
+    let ok = jwt("file-key", &rsa2(), "dave");
+    assert_eq!(send(&gw, Some(&bearer(&ok))).await.status, 200);
+    let forged = jwt("file-key", &rsa(), "dave");
+    assert_rejected(
+        &send(&gw, Some(&bearer(&forged))).await,
+        401,
+        "UNAUTHORIZED_ERR",
+    );
+    assert_eq!(upstream.count(), 1);
 }
 
 #[tokio::test]

@@ -314,5 +314,11 @@ mod tests {
         };
         assert!(hmac_secret(&k, 0).is_err());
         assert!(hmac_secret(&HmacKeyConfig::default(), 0).is_err());
+        // Cargo sets CARGO_PKG_NAME for the tests it runs.
+        let from_env = HmacKeyConfig {
+            secret_env: Some("CARGO_PKG_NAME".into()),
+            ..Default::default()
+        };
+        assert_eq!(hmac_secret(&from_env, 0).unwrap(), b"kmsgate");
     }
 }

@@ -247,7 +247,51 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+    use std::task::Waker;
+
     use super::*;
+    use crate::auth::{AuthConfig, HmacKeyConfig};
+    use crate::config::Secret;
+
+    #[test]
+    fn the_identity_reaches_the_next_layer() {
+        let config = AuthConfig {
+            enabled: true,
+            algorithms: vec![jsonwebtoken::Algorithm::HS256],
+            hmac_keys: vec![HmacKeyConfig {
+                secret: Some(Secret::new("s3cret")),
+                dev: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let layer = BearerLayer::from_config(&config, &prometheus::Registry::new()).unwrap();
+        let token =
+            crate::auth::devtoken::mint(&config, "svc-1", std::time::Duration::from_secs(60), true)
+                .unwrap();
+        let inner = tower::service_fn(|req: Request<Body>| {
+            let identity = req.extensions().get::<Identity>().cloned();
+            async move {
+                let identity = identity.expect("an Identity in the extensions");
+                assert_eq!(&*identity.subject, "svc-1");
+                assert!(identity.is_service);
+                Ok::<_, Infallible>(Response::new(Body::empty()))
+            }
+        });
+        let mut service = tower_layer::Layer::layer(&layer, inner);
+        let req = Request::get("/api/v2/keys")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let future = tower_service::Service::call(&mut service, req);
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(res)) => assert_eq!(res.status(), 200),
+            _ => panic!("not answered at once"),
+        }
+    }
 
     #[test]
     fn refusals_have_the_right_status_code_and_challenge() {
