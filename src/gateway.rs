@@ -12,6 +12,7 @@ use crate::admin::{self, Readiness};
 use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
 use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
+use crate::layer::bearer::{Bearer, BearerLayer};
 use crate::layer::body::{BodyShape, BodyShapeLayer};
 use crate::layer::client_ip::{ClientIp, ClientIpLayer, ClientIpRules};
 use crate::layer::instance::{Instance, InstanceLayer};
@@ -27,16 +28,20 @@ use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack =
-    Observe<ClientIp<Instance<Network<AllowedIp<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>>>;
+pub type Stack = Observe<
+    ClientIp<Instance<Network<AllowedIp<Bearer<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>>>,
+>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
+///
+/// `bearer` is built by [`Gateway::bind`] (it loads keys and owns the JWKS refresher).
 pub fn stack(
     config: &Config,
     metrics: &Metrics,
     policies: &Arc<PolicySource>,
     upstream: Upstream,
+    bearer: &BearerLayer,
 ) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
@@ -48,6 +53,9 @@ pub fn stack(
     let network = NetworkLayer::new(Arc::new(PrivateNetwork::new(&config.network)));
     // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
     let allowed_ip = AllowedIpLayer::new();
+    // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR with
+    // WWW-Authenticate; puts the caller's Identity in the extensions.
+    let bearer = bearer.clone();
     // body: bounded buffer of the routes that need it, parse once, Key Protect shape checks.
     let body = BodyShapeLayer::new(config.body.limit);
     // policy_api: policies.api — forward, mirror (apply + persist on 2xx) or own the policy API.
@@ -55,7 +63,7 @@ pub fn stack(
     // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
     let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    let inner = body.layer(policy_api.layer(key_access.layer(upstream)));
+    let inner = bearer.layer(body.layer(policy_api.layer(key_access.layer(upstream))));
     observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(inner)))))
 }
 
@@ -76,6 +84,7 @@ pub struct Gateway {
     metrics: Metrics,
     readiness: Readiness,
     policies: Arc<PolicySource>,
+    bearer: BearerLayer,
     stack: Stack,
     public: TcpListener,
     private: Option<TcpListener>,
@@ -102,7 +111,8 @@ impl Gateway {
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
         let store = PolicyStore::from_config(&config.policies)?;
         let policies = Arc::new(PolicySource::new(config.policies.clone(), store, &metrics));
-        let stack = stack(&config, &metrics, &policies, upstream);
+        let bearer = BearerLayer::from_config(&config.auth, metrics.registry())?;
+        let stack = stack(&config, &metrics, &policies, upstream, &bearer);
         let tls = config
             .listen
             .tls
@@ -126,6 +136,7 @@ impl Gateway {
             metrics,
             readiness,
             policies,
+            bearer,
             stack,
             public,
             private,
@@ -186,6 +197,10 @@ impl Gateway {
             ));
         }
         let stop_rx_reload = stop_rx.clone();
+        // The JWKS URL is fetched before /readyz turns ready, then kept fresh.
+        if let Some(jwks) = self.bearer.auth().and_then(|auth| auth.jwks()) {
+            tasks.spawn(jwks.clone().run(self.readiness.gate(), stop_rx.clone()));
+        }
         let admin_task = tokio::spawn(admin::serve(
             self.admin,
             self.metrics.clone(),

@@ -13,8 +13,8 @@
 /// fold to ASCII letters are `ſ` (U+017F, folds with `s`) and `K` (U+212A KELVIN SIGN, folds
 /// with `k`).
 pub fn key_eq(key: &str, name: &str) -> bool {
-    if key.len() == name.len() && key.eq_ignore_ascii_case(name) {
-        return true;
+    if key.is_ascii() {
+        return key.eq_ignore_ascii_case(name);
     }
     let mut chars = key.chars();
     for expected in name.bytes() {

@@ -386,7 +386,7 @@ fn incoming_len(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// The error and its sources, for a log line.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -1,11 +1,10 @@
 //! keyCreateImportAccess over real loopback sockets.
 //!
-//! The instance layer (which loads an instance's policies and puts `Arc<ActivePolicy>` into the
-//! request) is built separately, so these tests assemble the tail of the gateway's stack
-//! themselves — observe → (the policy, as the instance layer would insert it) → body →
-//! key_access → proxy — and serve it with the gateway's own server on 127.0.0.1, in front of a
-//! recording upstream. The policies are loaded from Key Protect JSON with
-//! `policy::parse::parse_document`, as a policy file would be.
+//! Most tests assemble the tail of the gateway's stack — observe → (the policy, inserted as the
+//! instance layer would) → body → key_access → proxy — and serve it with the gateway's own server
+//! on 127.0.0.1 in front of a recording upstream, so each test states its policy in Key Protect
+//! JSON (loaded with `policy::parse::parse_document`, as a policy file is). The last test runs the
+//! whole gateway with the policy in `[policies]` config.
 
 mod support;
 
@@ -289,4 +288,43 @@ async fn shape_errors_win_over_the_policy() {
         .await;
     assert_rejected(&res, 400, "INVALID_FIELD_ERR");
     assert_eq!(upstream.count(), 0);
+}
+
+/// The whole gateway: the policy comes from `[policies]` config through the instance layer,
+/// chosen by `bluemix-instance`.
+#[tokio::test]
+async fn the_full_gateway_applies_the_instance_policy_from_config() {
+    let upstream = Recorder::start().await;
+    let toml = format!(
+        "[upstream]\nurl = \"{}\"\n\n[policies.instances]\n\"{INSTANCE}\" = '''{}'''\n",
+        upstream.url(),
+        kcia(true, REFERENCE_POLICY)
+    );
+    let gw = support::TestGateway::start(&toml).await;
+    let send = |instance: &'static str, body: &'static str| {
+        gw.request("POST", "/api/v2/keys")
+            .header("authorization", "Bearer test-token")
+            .header("bluemix-instance", instance)
+            .body(body)
+            .send()
+    };
+    let res = send(INSTANCE, STANDARD_KEY).await;
+    assert_rejected(&res, 409, "KEY_CREATE_IMPORT_ACCESS_ERR");
+    assert_eq!(
+        res.json()["resources"][0]["errorMsg"],
+        "Conflict: Key could not be created: Please see `reasons` for more details (KEY_CREATE_IMPORT_ACCESS_ERR)"
+    );
+    assert_eq!(upstream.count(), 0);
+    assert_eq!(
+        gw.metric(
+            "kmsgate_rejections_total",
+            &[("code", "KEY_CREATE_IMPORT_ACCESS_ERR")]
+        )
+        .await,
+        1.0
+    );
+    // Another instance has no policy.
+    let res = send("another-instance", STANDARD_KEY).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(&upstream.last().body[..], STANDARD_KEY.as_bytes());
 }

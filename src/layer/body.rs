@@ -21,9 +21,6 @@
 //! enable, disable, setKeyForDeletion and unsetKeyForDeletion take no body, `{}` or `null` (the
 //! Go client sends `null`); their bodies are not read at all.
 
-// A refusal is the cold path; `Rejection` travels by value like every layer's `check`.
-#![allow(clippy::result_large_err)]
-
 mod view;
 
 use std::future::Future;

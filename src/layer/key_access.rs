@@ -17,9 +17,6 @@
 //! created: Please see `reasons` for more details (KEY_CREATE_IMPORT_ACCESS_ERR)" (for rotate
 //! and restore, "Key could not be rotated" / "restored"; Key Protect does not document these).
 
-// A refusal is the cold path; `Rejection` travels by value like every layer's `check`.
-#![allow(clippy::result_large_err)]
-
 use std::sync::Arc;
 use std::task::{Context, Poll};
 

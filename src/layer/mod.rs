@@ -15,6 +15,7 @@ use crate::body::Body;
 use crate::reason::Rejection;
 
 pub mod allowed_ip;
+pub mod bearer;
 pub mod body;
 pub mod client_ip;
 pub mod instance;

@@ -5,7 +5,8 @@
 //!   applied for that instance at once and persisted to its file in `policies.dir`.
 //! - `own`: the gateway answers both itself from its store: `PUT` → 204 after persisting, `GET`
 //!   → Key Protect's document (`?policy=` selects one type) with `createdBy`/`updatedBy` from
-//!   the token subject (`unknown` without one).
+//!   the token subject (the bearer layer's
+//!   [`Identity`]; `unknown` without one).
 //!
 //! It sits after the body layer and reads the parsed PUT ([`PolicyPut`]) from the request
 //! extensions; it never parses a body itself. Updates follow Key Protect: the policies named
@@ -26,8 +27,8 @@ use pin_project_lite::pin_project;
 use super::ResponseFuture;
 use super::body::PolicyPut;
 use super::instance::instance_id;
+use crate::auth::Identity;
 use crate::body::Body;
-use crate::layer::observe::RequestLog;
 use crate::policy::model::Policy;
 use crate::policy::parse::parse_policy_query;
 use crate::policy::reload::{ApplyError, PolicySource};
@@ -122,10 +123,11 @@ where
     }
 }
 
+/// The caller, as the bearer layer identified it (`unknown` without a token).
 fn subject(req: &Request<Body>) -> String {
     req.extensions()
-        .get::<Arc<RequestLog>>()
-        .and_then(|log| log.subject().map(str::to_owned))
+        .get::<Identity>()
+        .map(|identity| identity.subject.to_string())
         .unwrap_or_else(|| UNKNOWN_SUBJECT.to_owned())
 }
 

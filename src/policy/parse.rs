@@ -24,9 +24,6 @@
 //! identical repeat of a record are skipped. Everything else — unknown fields, policy types,
 //! every `policy_data` value — is checked as in a PUT, so a typo in a policy file is an error.
 
-// A refusal is the cold path; `Rejection` travels by value like every layer's `check`.
-#![allow(clippy::result_large_err)]
-
 use ipnet::IpNet;
 use serde_json::Value;
 
