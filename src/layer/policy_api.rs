@@ -112,12 +112,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
-        if let Ok(response) = &result {
-            if let Some(mirror) = this.mirror.take() {
-                if response.status().is_success() {
-                    mirror.apply();
-                }
-            }
+        if let (Ok(response), Some(mirror)) = (&result, this.mirror.take())
+            && response.status().is_success()
+        {
+            mirror.apply();
         }
         Poll::Ready(result)
     }

@@ -308,10 +308,10 @@ fn hangup() -> Hangup {
 
 async fn recv(hangup: &mut Hangup) {
     #[cfg(unix)]
-    if let Some(signal) = hangup {
-        if signal.recv().await.is_some() {
-            return;
-        }
+    if let Some(signal) = hangup
+        && signal.recv().await.is_some()
+    {
+        return;
     }
     std::future::pending::<()>().await
 }

@@ -25,6 +25,9 @@ pub struct SnapshotOptions {
     pub reject_unknown: bool,
 }
 
+/// The parsed inline documents of `[policies]`: per instance, and the default.
+pub type Inline = (Vec<(String, PolicyRecords)>, Option<PolicyRecords>);
+
 /// Every instance's compiled policies at one point in time.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -82,9 +85,7 @@ impl Snapshot {
 
     /// Parses the inline documents of `[policies]` (`default`, `instances`); a bad document is
     /// an error naming its key.
-    pub fn inline_records(
-        config: &PoliciesConfig,
-    ) -> Result<(Vec<(String, PolicyRecords)>, Option<PolicyRecords>), ConfigError> {
+    pub fn inline_records(config: &PoliciesConfig) -> Result<Inline, ConfigError> {
         let parse_one = |key: String, text: &str| {
             parse::parse_records(text.as_bytes())
                 .map_err(|rejection| ConfigError::invalid(&key, rejection.wire_message()))
