@@ -148,7 +148,20 @@ async fn policy_requests_the_dev_kms_cannot_read_are_refused() {
     let reply = send(&kms, "GET", "/api/v2/instance/policies?policy=bogus", None).await;
     assert_eq!(reply.status, 400);
     assert_eq!(code(&reply), "INVALID_QUERY_PARAM_ERR");
-    let body = json!({"resources": [{"policy_type": "bogus", "policy_data": {"enabled": true}}]});
+    // The shared parser reads the PUT, as strictly as Key Protect: metadata is required too.
+    let body =
+        json!({"resources": [{"policy_type": "allowedIP", "policy_data": {"enabled": true}}]});
+    let reply = send(
+        &kms,
+        "PUT",
+        "/api/v2/instance/policies",
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!((reply.status, code(&reply)), (400, "BAD_BODY_ERR"));
+    let body = json!({"metadata": {"collectionType": "application/vnd.ibm.kms.policy+json",
+                                   "collectionTotal": 1},
+                      "resources": [{"policy_type": "bogus", "policy_data": {"enabled": true}}]});
     let reply = send(
         &kms,
         "PUT",

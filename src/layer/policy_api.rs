@@ -21,7 +21,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 
 use super::ResponseFuture;
@@ -32,10 +32,10 @@ use crate::body::Body;
 use crate::policy::model::Policy;
 use crate::policy::parse::parse_policy_query;
 use crate::policy::reload::{ApplyError, PolicySource};
-use crate::policy::render::render_document;
+use crate::policy::render::document_response;
 use crate::policy::{ActivePolicy, PolicyApiMode};
 use crate::reason::{Operation, Reason, Rejection};
-use crate::route::Route;
+use crate::route::{Route, query_param};
 
 /// Who a policy change is attributed to when the request carries no token subject.
 pub const UNKNOWN_SUBJECT: &str = "unknown";
@@ -146,10 +146,7 @@ pub fn own_get(req: &Request<Body>) -> Result<Response<Body>, Rejection> {
     if instance_id(req).is_none() {
         return Err(Rejection::new(Reason::Unauthorized).operation(operation));
     }
-    let only = req
-        .uri()
-        .query()
-        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("policy=")))
+    let only = query_param(req.uri().query(), "policy")
         .map(parse_policy_query)
         .transpose()?;
     let records = req
@@ -157,12 +154,7 @@ pub fn own_get(req: &Request<Body>) -> Result<Response<Body>, Rejection> {
         .get::<Arc<ActivePolicy>>()
         .map(|p| p.records())
         .unwrap_or_default();
-    let mut response = Response::new(Body::full(render_document(&records, only)));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok(document_response(&records, only))
 }
 
 /// `PUT /api/v2/instance/policies[?policy=]` applied and persisted by the gateway (own mode).

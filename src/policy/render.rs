@@ -121,8 +121,7 @@ pub fn policy_of(records: &PolicyRecords, ty: PolicyType) -> Option<Policy> {
     }
 }
 
-/// The GET document of `records`: every policy set (in a fixed order), or only `only`.
-pub fn render_document(records: &PolicyRecords, only: Option<PolicyType>) -> Vec<u8> {
+fn document(records: &PolicyRecords, only: Option<PolicyType>) -> Document<'_> {
     let resources: Vec<Resource<'_>> = PolicyType::ALL
         .into_iter()
         .filter(|ty| only.is_none_or(|only| only == *ty))
@@ -140,15 +139,38 @@ pub fn render_document(records: &PolicyRecords, only: Option<PolicyType>) -> Vec
             })
         })
         .collect();
-    let document = Document {
+    Document {
         metadata: Metadata {
             collection_type: POLICY_COLLECTION,
             collection_total: resources.len(),
         },
         resources,
-    };
+    }
+}
+
+/// The GET document of `records`: every policy set (in a fixed order), or only `only`.
+pub fn render_document(records: &PolicyRecords, only: Option<PolicyType>) -> Vec<u8> {
     // Serialising these plain structs to a Vec cannot fail.
-    serde_json::to_vec_pretty(&document).unwrap_or_default()
+    serde_json::to_vec(&document(records, only)).unwrap_or_default()
+}
+
+/// A `200` response carrying [`render_document`] (the gateway's own policy API and the dev
+/// KMS answer `GET /api/v2/instance/policies` with it).
+pub fn document_response(
+    records: &PolicyRecords,
+    only: Option<PolicyType>,
+) -> http::Response<crate::body::Body> {
+    let mut response = http::Response::new(crate::body::Body::full(render_document(records, only)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// [`render_document`], indented for a file an operator reads and diffs.
+pub fn render_document_pretty(records: &PolicyRecords) -> Vec<u8> {
+    serde_json::to_vec_pretty(&document(records, None)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use super::config::PoliciesConfig;
 use super::model::PolicyRecords;
 use super::parse::parse_records;
-use super::render::render_document;
+use super::render::render_document_pretty;
 use super::store::{Snapshot, options};
 use crate::config::ConfigError;
 
@@ -197,7 +197,7 @@ pub fn write_temp(dir: &Path, instance: &str, records: &PolicyRecords) -> io::Re
     }
     let temp = dir.join(format!(".{instance}{EXTENSION}.tmp"));
     let mut file = File::create(&temp)?;
-    file.write_all(&render_document(records, None))?;
+    file.write_all(&render_document_pretty(records))?;
     file.write_all(b"\n")?;
     file.sync_all()?;
     Ok(temp)
@@ -216,6 +216,7 @@ pub fn persist(dir: &Path, instance: &str, records: &PolicyRecords) -> io::Resul
 mod tests {
     use super::*;
     use crate::policy::model::{AllowedIp, Policy};
+    use crate::policy::render::render_document;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir =
