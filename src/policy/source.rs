@@ -97,8 +97,12 @@ pub fn is_file_safe(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// The policy file names of `dir`, sorted, with their instance ids (`None`: `default.json`).
-fn entries(dir: &Path) -> Result<Vec<(Option<String>, PathBuf)>, SourceError> {
+/// One policy file: its instance id (`None`: `default.json`), path and metadata (symlinks
+/// followed).
+type Entry = (Option<String>, PathBuf, fs::Metadata);
+
+/// The policy files of `dir`, sorted by instance id.
+fn entries(dir: &Path) -> Result<Vec<Entry>, SourceError> {
     let io_error = |error| SourceError::Io {
         path: dir.to_owned(),
         error,
@@ -116,18 +120,21 @@ fn entries(dir: &Path) -> Result<Vec<(Option<String>, PathBuf)>, SourceError> {
         };
         let path = entry.path();
         // Follows symlinks: a ConfigMap entry is a link into `..data`.
-        if !fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() {
             continue;
         }
         if name == DEFAULT_FILE {
-            found.push((None, path));
+            found.push((None, path, meta));
         } else if is_file_safe(stem) {
-            found.push((Some(stem.to_owned()), path));
+            found.push((Some(stem.to_owned()), path, meta));
         } else {
             tracing::warn!(file = %path.display(), "policy file name is not an instance id; skipped");
         }
     }
-    found.sort();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(found)
 }
 
@@ -135,16 +142,14 @@ fn entries(dir: &Path) -> Result<Vec<(Option<String>, PathBuf)>, SourceError> {
 /// (symlinks followed). It changes when a file is added, removed, rewritten or swapped.
 pub fn fingerprint(dir: &Path) -> Result<u64, SourceError> {
     let mut hasher = DefaultHasher::new();
-    for (id, path) in entries(dir)? {
+    for (id, _, meta) in entries(dir)? {
         id.hash(&mut hasher);
-        if let Ok(meta) = fs::metadata(&path) {
-            meta.len().hash(&mut hasher);
-            meta.modified().ok().hash(&mut hasher);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::MetadataExt;
-                (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec()).hash(&mut hasher);
-            }
+        meta.len().hash(&mut hasher);
+        meta.modified().ok().hash(&mut hasher);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec()).hash(&mut hasher);
         }
     }
     Ok(hasher.finish())
@@ -168,7 +173,7 @@ pub fn load(config: &PoliciesConfig) -> Result<Snapshot, SourceError> {
     let (inline, mut default) = Snapshot::inline_records(config)?;
     let mut instances: HashMap<String, PolicyRecords> = inline.into_iter().collect();
     if let Some(dir) = &config.dir {
-        for (id, path) in entries(dir)? {
+        for (id, path, _) in entries(dir)? {
             let records = read_file(&path)?;
             match id {
                 Some(id) => {
