@@ -9,15 +9,16 @@ use tokio::sync::{Semaphore, watch};
 use tower_layer::Layer;
 
 use crate::admin::{self, Readiness};
+use crate::config::reload::{ConfigReload, LiveRules};
 use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
 use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
 use crate::layer::bearer::{Bearer, BearerLayer};
 use crate::layer::body::{BodyShape, BodyShapeLayer};
-use crate::layer::client_ip::{ClientIp, ClientIpLayer, ClientIpRules};
+use crate::layer::client_ip::{ClientIp, ClientIpLayer};
 use crate::layer::instance::{Instance, InstanceLayer};
 use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
-use crate::layer::network::{Network, NetworkLayer, PrivateNetwork};
+use crate::layer::network::{Network, NetworkLayer};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::layer::policy_api::{PolicyApi, PolicyApiLayer};
 use crate::metrics::Metrics;
@@ -42,15 +43,17 @@ pub fn stack(
     policies: &Arc<PolicySource>,
     upstream: Upstream,
     bearer: &BearerLayer,
+    live: &LiveRules,
 ) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
     // client_ip: the peer, or the trusted-proxy walk of X-Forwarded-For / Forwarded.
-    let client_ip = ClientIpLayer::new(Arc::new(ClientIpRules::new(&config.client_ip)));
+    // (trusted proxies and [network] come from `live`, which a config reload swaps.)
+    let client_ip = ClientIpLayer::live(live.client_ip.clone());
     // instance: bluemix-instance → the instance's compiled policies (one snapshot load).
     let instance = InstanceLayer::new(policies.store().clone());
     // network: allowedNetwork private-only → 403 CONFIG_RULE_CONFLICT_ERR for public requests.
-    let network = NetworkLayer::new(Arc::new(PrivateNetwork::new(&config.network)));
+    let network = NetworkLayer::live(live.network.clone());
     // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
     let allowed_ip = AllowedIpLayer::new();
     // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR with
@@ -85,6 +88,8 @@ pub struct Gateway {
     readiness: Readiness,
     policies: Arc<PolicySource>,
     bearer: BearerLayer,
+    live: LiveRules,
+    config_path: Option<std::path::PathBuf>,
     stack: Stack,
     public: TcpListener,
     private: Option<TcpListener>,
@@ -112,7 +117,8 @@ impl Gateway {
         let store = PolicyStore::from_config(&config.policies)?;
         let policies = Arc::new(PolicySource::new(config.policies.clone(), store, &metrics));
         let bearer = BearerLayer::from_config(&config.auth, metrics.registry())?;
-        let stack = stack(&config, &metrics, &policies, upstream, &bearer);
+        let live = LiveRules::new(&config);
+        let stack = stack(&config, &metrics, &policies, upstream, &bearer, &live);
         let tls = config
             .listen
             .tls
@@ -137,6 +143,8 @@ impl Gateway {
             readiness,
             policies,
             bearer,
+            live,
+            config_path: None,
             stack,
             public,
             private,
@@ -165,6 +173,12 @@ impl Gateway {
     /// The instance-policy source (reload it, or apply an update, by hand).
     pub fn policy_source(&self) -> &Arc<PolicySource> {
         &self.policies
+    }
+
+    /// Reloads the config file `path` (the one this gateway's config was loaded from) on
+    /// SIGHUP and when it changes: see [`crate::config::reload`].
+    pub fn watch_config(&mut self, path: std::path::PathBuf) {
+        self.config_path = Some(path);
     }
 
     /// The metrics registry of this gateway.
@@ -207,9 +221,18 @@ impl Gateway {
             self.readiness.clone(),
             stop_rx,
         ));
-        // Hot reload: SIGHUP, and polling policies.dir. Listener addresses, TLS and the upstream
-        // need a restart; they are not reloadable.
-        let reloadables: Vec<Arc<dyn Reloadable>> = vec![self.policies.clone()];
+        // Hot reload: SIGHUP, and polling policies.dir and the config file. Listener addresses,
+        // TLS and the upstream need a restart (a config reload logs and skips them).
+        let mut reloadables: Vec<Arc<dyn Reloadable>> = vec![self.policies.clone()];
+        if let Some(path) = self.config_path.clone() {
+            reloadables.push(Arc::new(ConfigReload::new(
+                path,
+                self.config.clone(),
+                self.live.clone(),
+                self.policies.clone(),
+                &self.metrics,
+            )));
+        }
         let reload_task = tokio::spawn(reload::run(
             reloadables,
             self.config.policies.poll_interval,

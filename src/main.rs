@@ -54,7 +54,10 @@ fn run(args: RunArgs) -> ExitCode {
     };
     runtime.block_on(async {
         match Gateway::bind(config).await {
-            Ok(gateway) => {
+            Ok(mut gateway) => {
+                if let Some(path) = args.config.clone() {
+                    gateway.watch_config(path);
+                }
                 gateway.run(shutdown_signal()).await;
                 ExitCode::SUCCESS
             }

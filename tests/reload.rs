@@ -406,3 +406,84 @@ async fn a_corrupt_file_at_start_up_is_a_config_error_naming_it() {
         .to_string();
     assert!(e.contains("policies.dir") && e.contains("bad.json"), "{e}");
 }
+
+/// The config file reloads too: trusted proxies change at run time; a listener change is only
+/// logged (the gateway keeps serving where it was); an invalid file changes nothing.
+#[tokio::test]
+async fn the_config_file_reloads_what_can_change_at_run_time() {
+    let upstream = Recorder::start().await;
+    let dir = temp_dir("config");
+    std::fs::write(
+        dir.join(format!("{INSTANCE}.json")),
+        allowed_ip(&["10.0.0.0/8"]),
+    )
+    .unwrap();
+    let file = dir.join("kmsgate.toml");
+    let toml = |trusted: &str, public: &str| {
+        format!(
+            "[listen]\npublic = \"{public}\"\nadmin = \"127.0.0.1:0\"\n\
+             [upstream]\nurl = \"{}\"\n[client_ip]\ntrusted_proxies = [{trusted}]\n\
+             [policies]\ndir = \"{}\"\npoll_interval = \"20ms\"\n",
+            upstream.url(),
+            dir.display()
+        )
+    };
+    // The policy directory holds the config file too: it is not a .json file, so skipped.
+    replace(&file, &toml("", "127.0.0.1:0"));
+    let config = kmsgate::config::Config::load(Some(&file)).unwrap();
+    let mut gateway = kmsgate::gateway::Gateway::bind(config).await.unwrap();
+    gateway.watch_config(file.clone());
+    let addrs = gateway.addrs();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.run(async move {
+        let _ = stopped.await;
+    }));
+    let forwarded = || async {
+        support::TestRequest::new(addrs.public, "GET", "/api/v2/keys")
+            .header("bluemix-instance", INSTANCE)
+            .header("x-forwarded-for", "10.1.2.3")
+            .send()
+            .await
+    };
+    let metric = |result: &'static str| async move {
+        let text = support::TestRequest::new(addrs.admin, "GET", "/metrics")
+            .send()
+            .await
+            .text();
+        support::find_metric(&text, "kmsgate_config_reloads_total", &[("result", result)])
+            .unwrap_or(0.0)
+    };
+    // The loopback peer is not a trusted proxy: the client is 127.0.0.1, outside 10.0.0.0/8.
+    assert_rejected(&forwarded().await, 401, "UNAUTHORIZED_ERR");
+
+    replace(&file, &toml("\"127.0.0.0/8\"", "127.0.0.1:1"));
+    let mut status = 0;
+    for _ in 0..250 {
+        status = forwarded().await.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        status, 200,
+        "the new trusted proxy applies; the listener stays where it was"
+    );
+    assert!(metric("ok").await >= 1.0);
+
+    replace(&file, "[listen]\nbogus = 1\n");
+    for _ in 0..250 {
+        if metric("error").await >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(metric("error").await >= 1.0);
+    assert_eq!(
+        forwarded().await.status,
+        200,
+        "an invalid file changes nothing"
+    );
+    let _ = stop.send(());
+    let _ = task.await;
+}

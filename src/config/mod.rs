@@ -11,6 +11,7 @@
 pub mod duration;
 mod error;
 pub mod network;
+pub mod reload;
 mod secret;
 
 use std::net::SocketAddr;

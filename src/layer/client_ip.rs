@@ -15,6 +15,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderName, Request, Response};
@@ -132,12 +134,17 @@ fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
 /// Adds [`ClientIp`] to a stack.
 #[derive(Clone, Debug)]
 pub struct ClientIpLayer {
-    rules: Arc<ClientIpRules>,
+    rules: Arc<ArcSwap<ClientIpRules>>,
 }
 
 impl ClientIpLayer {
     /// Derives client addresses by `rules`.
     pub fn new(rules: Arc<ClientIpRules>) -> ClientIpLayer {
+        ClientIpLayer::live(Arc::new(ArcSwap::new(rules)))
+    }
+
+    /// Derives client addresses by whatever `rules` holds (a config reload swaps it).
+    pub fn live(rules: Arc<ArcSwap<ClientIpRules>>) -> ClientIpLayer {
         ClientIpLayer { rules }
     }
 }
@@ -156,7 +163,7 @@ impl<S> tower_layer::Layer<S> for ClientIpLayer {
 #[derive(Clone, Debug)]
 pub struct ClientIp<S> {
     inner: S,
-    rules: Arc<ClientIpRules>,
+    rules: Arc<ArcSwap<ClientIpRules>>,
 }
 
 impl<S> tower_service::Service<Request<Body>> for ClientIp<S>
@@ -174,7 +181,7 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         if let Some(peer) = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip()) {
-            let client = self.rules.client(peer, req.headers());
+            let client = self.rules.load().client(peer, req.headers());
             if let Some(log) = req.extensions().get::<Arc<RequestLog>>() {
                 log.set_client(client);
             }

@@ -7,6 +7,8 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, header};
@@ -95,12 +97,17 @@ fn strip_port(host: &str) -> &str {
 /// Adds [`Network`] to a stack.
 #[derive(Clone, Debug)]
 pub struct NetworkLayer {
-    private: Arc<PrivateNetwork>,
+    private: Arc<ArcSwap<PrivateNetwork>>,
 }
 
 impl NetworkLayer {
     /// Classifies requests by `private`.
     pub fn new(private: Arc<PrivateNetwork>) -> NetworkLayer {
+        NetworkLayer::live(Arc::new(ArcSwap::new(private)))
+    }
+
+    /// Classifies requests by whatever `private` holds (a config reload swaps it).
+    pub fn live(private: Arc<ArcSwap<PrivateNetwork>>) -> NetworkLayer {
         NetworkLayer { private }
     }
 }
@@ -119,7 +126,7 @@ impl<S> tower_layer::Layer<S> for NetworkLayer {
 #[derive(Clone, Debug)]
 pub struct Network<S> {
     inner: S,
-    private: Arc<PrivateNetwork>,
+    private: Arc<ArcSwap<PrivateNetwork>>,
 }
 
 impl<S> tower_service::Service<Request<Body>> for Network<S>
@@ -147,7 +154,7 @@ where
                     .or_else(|| req.uri().authority().map(|a| a.as_str())),
                 client: ext.get::<ClientAddr>().map(|c| c.0),
             };
-            if let Err(reason) = self.private.check(policy, &ingress) {
+            if let Err(reason) = self.private.load().check(policy, &ingress) {
                 let note = "allowedNetwork private-only: request not private";
                 if shadow::refuses(ext, policy, PolicyType::AllowedNetwork, reason, note) {
                     return ResponseFuture::refused(rejection(reason, ext.get::<Route>().copied()));

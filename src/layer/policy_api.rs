@@ -199,7 +199,11 @@ where
             },
             mirror: None,
         };
-        match (self.source.api(), route) {
+        let mode = match route {
+            Some(Route::InstancePoliciesGet | Route::InstancePoliciesPut) => self.source.api(),
+            _ => PolicyApiMode::Passthrough,
+        };
+        match (mode, route) {
             (PolicyApiMode::Own, Some(Route::InstancePoliciesGet)) => answered(own_get(&req)),
             (PolicyApiMode::Own, Some(Route::InstancePoliciesPut)) => {
                 answered(own_put(&self.source, &req))

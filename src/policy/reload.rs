@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
 use tokio::sync::watch;
 
@@ -111,7 +112,8 @@ pub enum ApplyError {
 /// The instance-policy source: `[policies]` plus `policies.dir`, and the store it feeds.
 #[derive(Debug)]
 pub struct PolicySource {
-    config: PoliciesConfig,
+    /// `[policies]` as last applied (a config reload may replace it).
+    config: ArcSwap<PoliciesConfig>,
     store: PolicyStore,
     metrics: ReloadMetrics,
     /// The fingerprint of the directory at the last load attempt. The lock also serialises
@@ -129,7 +131,7 @@ impl PolicySource {
             .and_then(|d| source::fingerprint(d).ok());
         metrics.loaded(store.snapshot().len());
         PolicySource {
-            config,
+            config: ArcSwap::from_pointee(config),
             store,
             metrics,
             state: Mutex::new(fingerprint),
@@ -143,15 +145,15 @@ impl PolicySource {
 
     /// The policy API mode.
     pub fn api(&self) -> PolicyApiMode {
-        self.config.api
+        self.config.load().api
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<u64>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fingerprint(&self) -> Option<u64> {
-        self.config
+    fn fingerprint(config: &PoliciesConfig) -> Option<u64> {
+        config
             .dir
             .as_deref()
             .and_then(|d| source::fingerprint(d).ok())
@@ -159,11 +161,30 @@ impl PolicySource {
 
     /// Rebuilds the whole snapshot and swaps it in; on error the previous one stays.
     pub fn try_reload(&self) -> Result<usize, SourceError> {
+        self.reload_with(None)
+    }
+
+    /// Rebuilds the whole snapshot from a new `[policies]` section (a config reload); on error
+    /// the previous section and snapshot both stay.
+    pub fn try_reconfigure(&self, config: PoliciesConfig) -> Result<usize, SourceError> {
+        self.reload_with(Some(config))
+    }
+
+    fn reload_with(&self, next: Option<PoliciesConfig>) -> Result<usize, SourceError> {
         let mut state = self.lock();
-        *state = self.fingerprint();
-        match source::load(&self.config) {
+        let current = self.config.load_full();
+        let config = next.as_ref().unwrap_or(&current);
+        let fingerprint = PolicySource::fingerprint(config);
+        if next.is_none() {
+            *state = fingerprint;
+        }
+        match source::load(config) {
             Ok(snapshot) => {
                 let instances = snapshot.len();
+                if let Some(next) = next {
+                    self.config.store(Arc::new(next));
+                    *state = fingerprint;
+                }
                 self.store.replace(snapshot);
                 self.metrics.loaded(instances);
                 tracing::info!(instances, "instance policies reloaded");
@@ -200,7 +221,8 @@ impl PolicySource {
         subject: &str,
         apply_unpersisted: bool,
     ) -> Result<(), ApplyError> {
-        let dir = self.config.dir.as_deref().ok_or(ApplyError::NoDirectory)?;
+        let config = self.config.load_full();
+        let dir = config.dir.as_deref().ok_or(ApplyError::NoDirectory)?;
         if !source::is_file_safe(instance) {
             return Err(ApplyError::BadInstance);
         }
@@ -212,7 +234,7 @@ impl PolicySource {
         let persisted = source::persist(dir, instance, &records);
         if persisted.is_ok() {
             // Our own write is not a change to reload for.
-            *state = self.fingerprint();
+            *state = PolicySource::fingerprint(&config);
         }
         if persisted.is_ok() || apply_unpersisted {
             let next = snapshot.with_instance(instance, records);
@@ -231,7 +253,8 @@ impl Reloadable for PolicySource {
     }
 
     fn changed(&self) -> bool {
-        self.config.dir.is_some() && self.fingerprint() != *self.lock()
+        let config = self.config.load();
+        config.dir.is_some() && PolicySource::fingerprint(&config) != *self.lock()
     }
 
     fn reload(&self) -> bool {
