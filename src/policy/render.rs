@@ -9,9 +9,6 @@ use super::model::{Policy, PolicyMeta, PolicyRecords, PolicyType};
 /// The `collectionType` of policy documents.
 pub const POLICY_COLLECTION: &str = "application/vnd.ibm.kms.policy+json";
 
-/// Who a policy without recorded metadata is attributed to.
-const UNKNOWN: &str = "unknown";
-
 #[derive(Serialize)]
 struct Document<'a> {
     metadata: Metadata,
@@ -25,14 +22,19 @@ struct Metadata {
     collection_total: usize,
 }
 
-/// One policy as a GET shows it, in Key Protect's field order.
+/// One policy as a GET shows it, in Key Protect's field order. Who and when are left out for a
+/// policy without recorded metadata (a hand-written file), rather than made up.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Resource<'a> {
-    created_by: &'a str,
-    creation_date: &'a str,
-    updated_by: &'a str,
-    last_updated: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    creation_date: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_updated: Option<&'a str>,
     #[serde(rename = "policy_type")]
     policy_type: &'static str,
     #[serde(rename = "policy_data")]
@@ -128,12 +130,11 @@ fn document(records: &PolicyRecords, only: Option<PolicyType>) -> Document<'_> {
         .filter_map(|ty| {
             let policy = policy_of(records, ty)?;
             let meta: Option<&PolicyMeta> = records.meta[ty.index()].as_ref();
-            let field = |f: fn(&PolicyMeta) -> &str| meta.map_or(UNKNOWN, f);
             Some(Resource {
-                created_by: field(|m| &m.created_by),
-                creation_date: meta.map_or("", |m| &m.creation_date),
-                updated_by: field(|m| &m.updated_by),
-                last_updated: meta.map_or("", |m| &m.last_updated),
+                created_by: meta.map(|m| m.created_by.as_str()),
+                creation_date: meta.map(|m| m.creation_date.as_str()),
+                updated_by: meta.map(|m| m.updated_by.as_str()),
+                last_updated: meta.map(|m| m.last_updated.as_str()),
                 policy_type: ty.as_str(),
                 policy_data: data(&policy),
             })
