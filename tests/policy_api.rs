@@ -302,3 +302,56 @@ async fn api_modes_that_persist_need_a_directory() {
         "{e}"
     );
 }
+
+/// A crash between writing the temporary file and renaming it leaves the old document: the
+/// gateway (re)starts on the old policy, ignores the torn temporary file, and the next PUT
+/// replaces both.
+#[tokio::test]
+async fn a_crash_before_the_rename_leaves_the_old_policy() {
+    use kmsgate::policy::model::{AllowedIp, Policy, PolicyRecords};
+    use kmsgate::policy::source::{persist, write_temp};
+
+    let upstream = Recorder::start().await;
+    let dir = temp_dir("crash");
+    let records = |net: &str| {
+        let mut r = PolicyRecords::default();
+        r.update(
+            [Policy::AllowedIp(AllowedIp {
+                enabled: true,
+                allowed_ip: vec![net.parse().unwrap()],
+            })],
+            "test",
+            "2026-11-29T12:00:00Z",
+        );
+        r
+    };
+    persist(&dir, INSTANCE, &records("127.0.0.0/8")).unwrap();
+    // The new version reaches its temporary file, which is then torn; the process "dies".
+    let temp = write_temp(&dir, INSTANCE, &records("10.0.0.0/8")).unwrap();
+    std::fs::write(&temp, "{\"metadata\": {\"colle").unwrap();
+
+    let gw = TestGateway::start(&config(&upstream.url(), &dir, "own")).await;
+    let keys = || {
+        gw.request("GET", "/api/v2/keys")
+            .header("bluemix-instance", INSTANCE)
+            .send()
+    };
+    assert_eq!(
+        keys().await.status,
+        200,
+        "the old policy (127.0.0.0/8) applies"
+    );
+    let doc = get(&gw, "?policy=allowedIP").await.json();
+    assert_eq!(
+        doc["resources"][0]["policy_data"]["attributes"]["allowed_ip"],
+        json!(["127.0.0.0/8"])
+    );
+    assert_eq!(
+        put(&gw, "?policy=allowedIP", &allowed_ip(&["10.0.0.0/8"]))
+            .await
+            .status,
+        204
+    );
+    assert!(!temp.exists(), "the next write replaces the leftover");
+    assert_rejected(&keys().await, 401, "UNAUTHORIZED_ERR");
+}
