@@ -7,13 +7,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Request;
 
 use crate::body::Body;
 use crate::conn::{ClientAddr, ConnInfo};
-use crate::layer::ResponseFuture;
+use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::shadow;
 use crate::policy::ActivePolicy;
 use crate::policy::model::PolicyType;
@@ -49,62 +48,45 @@ pub fn rejection(reason: Reason, route: Option<Route>) -> Rejection {
     }
 }
 
-/// Adds [`AllowedIp`] to a stack.
+/// The allowedIP check of [`AllowedIpLayer`].
 #[derive(Clone, Copy, Debug, Default)]
-pub struct AllowedIpLayer;
+pub struct AllowedIpCheck;
+
+/// Adds [`AllowedIp`] to a stack.
+pub type AllowedIpLayer = GuardLayer<AllowedIpCheck>;
+
+/// See the [module docs](self).
+pub type AllowedIp<S> = Guard<AllowedIpCheck, S>;
 
 impl AllowedIpLayer {
     /// The layer (its policy comes with each request, from the instance layer).
     pub fn new() -> AllowedIpLayer {
-        AllowedIpLayer
+        GuardLayer::with(AllowedIpCheck)
     }
 }
 
-impl<S> tower_layer::Layer<S> for AllowedIpLayer {
-    type Service = AllowedIp<S>;
-    fn layer(&self, inner: S) -> AllowedIp<S> {
-        AllowedIp { inner }
-    }
-}
-
-/// See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct AllowedIp<S> {
-    inner: S,
-}
-
-impl<S> tower_service::Service<Request<Body>> for AllowedIp<S>
-where
-    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl Check for AllowedIpCheck {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         let ext = req.extensions();
         let client = ext
             .get::<ClientAddr>()
             .map(|c| c.0)
             .or_else(|| ext.get::<ConnInfo>().map(|c| c.peer.ip()));
-        if let (Some(policy), Some(client)) = (ext.get::<Arc<ActivePolicy>>(), client) {
-            let route = ext.get::<Route>().copied();
-            if let Err(reason) = check(policy, route, client) {
-                let note = match reason {
-                    Reason::FeatureRestricted => "allowedIP: IPv6 client, IPv4-only list",
-                    _ => "allowedIP: client outside every range",
-                };
-                if shadow::refuses(ext, policy, PolicyType::AllowedIp, reason, note) {
-                    return ResponseFuture::refused(rejection(reason, route));
-                }
-            }
+        let (Some(policy), Some(client)) = (ext.get::<Arc<ActivePolicy>>(), client) else {
+            return Ok(());
+        };
+        let route = ext.get::<Route>().copied();
+        let Err(reason) = check(policy, route, client) else {
+            return Ok(());
+        };
+        let note = match reason {
+            Reason::FeatureRestricted => "allowedIP: IPv6 client, IPv4-only list",
+            _ => "allowedIP: client outside every range",
+        };
+        if shadow::refuses(ext, policy, PolicyType::AllowedIp, reason, note) {
+            return Err(rejection(reason, route));
         }
-        ResponseFuture::inner(self.inner.call(req))
+        Ok(())
     }
 }
 

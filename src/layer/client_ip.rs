@@ -17,16 +17,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use std::task::{Context, Poll};
-
-use http::{HeaderMap, HeaderName, Request, Response};
+use http::{HeaderMap, HeaderName, Request};
 
 use crate::body::Body;
 use crate::config::{ClientIpConfig, ForwardedHeader};
 use crate::conn::{ClientAddr, ConnInfo};
-use crate::layer::ResponseFuture;
+use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
 use crate::policy::IpSet;
+use crate::reason::Rejection;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
@@ -131,11 +130,18 @@ fn parse_forwarded_element(element: &str) -> Option<IpAddr> {
     found
 }
 
-/// Adds [`ClientIp`] to a stack.
+/// The client-address step of [`ClientIpLayer`] (it never refuses): the rules, swappable by a
+/// config reload.
 #[derive(Clone, Debug)]
-pub struct ClientIpLayer {
+pub struct ClientIpCheck {
     rules: Arc<ArcSwap<ClientIpRules>>,
 }
+
+/// Adds [`ClientIp`] to a stack.
+pub type ClientIpLayer = GuardLayer<ClientIpCheck>;
+
+/// See the [module docs](self).
+pub type ClientIp<S> = Guard<ClientIpCheck, S>;
 
 impl ClientIpLayer {
     /// Derives client addresses by `rules`.
@@ -145,41 +151,12 @@ impl ClientIpLayer {
 
     /// Derives client addresses by whatever `rules` holds (a config reload swaps it).
     pub fn live(rules: Arc<ArcSwap<ClientIpRules>>) -> ClientIpLayer {
-        ClientIpLayer { rules }
+        GuardLayer::with(ClientIpCheck { rules })
     }
 }
 
-impl<S> tower_layer::Layer<S> for ClientIpLayer {
-    type Service = ClientIp<S>;
-    fn layer(&self, inner: S) -> ClientIp<S> {
-        ClientIp {
-            inner,
-            rules: self.rules.clone(),
-        }
-    }
-}
-
-/// See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct ClientIp<S> {
-    inner: S,
-    rules: Arc<ArcSwap<ClientIpRules>>,
-}
-
-impl<S> tower_service::Service<Request<Body>> for ClientIp<S>
-where
-    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+impl Check for ClientIpCheck {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         if let Some(peer) = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip()) {
             let client = self.rules.load().client(peer, req.headers());
             if let Some(log) = req.extensions().get::<Arc<RequestLog>>() {
@@ -188,7 +165,7 @@ where
             req.extensions_mut().insert(ClientAddr(client));
         }
         req.headers_mut().remove(FORWARDED);
-        ResponseFuture::inner(self.inner.call(req))
+        Ok(())
     }
 }
 

@@ -8,49 +8,51 @@
 //! use); a request without the header counts as an unknown instance.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{HeaderName, Request, Response};
+use http::{HeaderName, Request};
 
 use crate::body::Body;
-use crate::layer::ResponseFuture;
 use crate::layer::allowed_ip::rejection;
+use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
 use crate::policy::{ActivePolicy, PolicyStore};
-use crate::reason::Reason;
+use crate::reason::{Reason, Rejection};
 use crate::route::Route;
 
 /// The header that names the Key Protect instance.
 pub const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance");
 
-/// Adds [`Instance`] to a stack.
+/// The instance step of [`InstanceLayer`]: the store (which a reload may swap underneath).
 #[derive(Clone, Debug)]
-pub struct InstanceLayer {
+pub struct InstanceCheck {
     store: PolicyStore,
 }
 
-impl InstanceLayer {
-    /// Looks policies up in `store` (which a reload may swap underneath).
-    pub fn new(store: PolicyStore) -> InstanceLayer {
-        InstanceLayer { store }
-    }
-}
-
-impl<S> tower_layer::Layer<S> for InstanceLayer {
-    type Service = Instance<S>;
-    fn layer(&self, inner: S) -> Instance<S> {
-        Instance {
-            inner,
-            store: self.store.clone(),
-        }
-    }
-}
+/// Adds [`Instance`] to a stack.
+pub type InstanceLayer = GuardLayer<InstanceCheck>;
 
 /// See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct Instance<S> {
-    inner: S,
-    store: PolicyStore,
+pub type Instance<S> = Guard<InstanceCheck, S>;
+
+impl InstanceLayer {
+    /// Looks policies up in `store`.
+    pub fn new(store: PolicyStore) -> InstanceLayer {
+        GuardLayer::with(InstanceCheck { store })
+    }
+}
+
+impl Check for InstanceCheck {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
+        if let Some(policy) = self.store.find(instance_id(req)) {
+            req.extensions_mut().insert(policy);
+            return Ok(());
+        }
+        let ext = req.extensions();
+        if let Some(log) = ext.get::<Arc<RequestLog>>() {
+            log.set_note("instance has no policies (policies.unknown_instance = reject)");
+        }
+        Err(rejection(Reason::Unauthorized, ext.get::<Route>().copied()))
+    }
 }
 
 /// The request's instance id (the trimmed `bluemix-instance` header), if it names one.
@@ -65,39 +67,6 @@ pub fn instance_id<B>(req: &Request<B>) -> Option<&str> {
 /// The policies for the request's instance (the default for an unknown one).
 pub fn lookup<B>(store: &PolicyStore, req: &Request<B>) -> Arc<ActivePolicy> {
     store.lookup(instance_id(req))
-}
-
-impl<S> tower_service::Service<Request<Body>> for Instance<S>
-where
-    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        match self.store.find(instance_id(&req)) {
-            Some(policy) => {
-                req.extensions_mut().insert(policy);
-                ResponseFuture::inner(self.inner.call(req))
-            }
-            None => {
-                let ext = req.extensions();
-                if let Some(log) = ext.get::<Arc<RequestLog>>() {
-                    log.set_note("instance has no policies (policies.unknown_instance = reject)");
-                }
-                ResponseFuture::refused(rejection(
-                    Reason::Unauthorized,
-                    ext.get::<Route>().copied(),
-                ))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,13 +18,12 @@
 //! and restore, "Key could not be rotated" / "restored"; Key Protect does not document these).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::Request;
 
-use super::ResponseFuture;
 use super::body::KeyBody;
 use crate::body::Body;
+use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
 use crate::layer::shadow;
 use crate::policy::ActivePolicy;
@@ -121,46 +120,26 @@ impl Refusal {
     }
 }
 
+/// The keyCreateImportAccess check of [`KeyAccessLayer`] (no settings: the policy comes with
+/// each request).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyAccessCheck;
+
 /// Adds [`KeyAccess`] to a stack.
-#[derive(Clone, Debug, Default)]
-pub struct KeyAccessLayer {
-    _private: (),
-}
-
-impl KeyAccessLayer {
-    /// The layer (it has no settings: the policy comes with each request).
-    pub fn new() -> Self {
-        KeyAccessLayer::default()
-    }
-}
-
-impl<S> tower_layer::Layer<S> for KeyAccessLayer {
-    type Service = KeyAccess<S>;
-    fn layer(&self, inner: S) -> KeyAccess<S> {
-        KeyAccess { inner }
-    }
-}
+pub type KeyAccessLayer = GuardLayer<KeyAccessCheck>;
 
 /// See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct KeyAccess<S> {
-    inner: S,
+pub type KeyAccess<S> = Guard<KeyAccessCheck, S>;
+
+impl KeyAccessLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        GuardLayer::with(KeyAccessCheck)
+    }
 }
 
-impl<S> tower_service::Service<Request<Body>> for KeyAccess<S>
-where
-    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl Check for KeyAccessCheck {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         let extensions = req.extensions();
         let route = extensions
             .get::<Route>()
@@ -168,24 +147,21 @@ where
             .unwrap_or_else(|| Route::classify(req.method(), req.uri().path(), req.uri().query()));
         let active = extensions.get::<Arc<ActivePolicy>>();
         let policy = active.and_then(|p| p.model.key_create_import_access.as_ref());
-        match check(route, extensions.get::<KeyBody>(), policy) {
-            Ok(()) => ResponseFuture::inner(self.inner.call(req)),
-            Err(refusal) => {
-                let reason = refusal.rejection.reason();
-                let ty = PolicyType::KeyCreateImportAccess;
-                // A mis-assembled stack (GATEWAY_INTERNAL_ERR) is never shadowed.
-                let shadowed = reason == Reason::KeyCreateImportAccess
-                    && active
-                        .is_some_and(|p| !shadow::refuses(extensions, p, ty, reason, refusal.note));
-                if shadowed {
-                    return ResponseFuture::inner(self.inner.call(req));
-                }
-                if let Some(log) = extensions.get::<Arc<RequestLog>>() {
-                    log.set_note(refusal.note);
-                }
-                ResponseFuture::refused(refusal.rejection)
-            }
+        let Err(refusal) = check(route, extensions.get::<KeyBody>(), policy) else {
+            return Ok(());
+        };
+        let reason = refusal.rejection.reason();
+        let ty = PolicyType::KeyCreateImportAccess;
+        // A mis-assembled stack (GATEWAY_INTERNAL_ERR) is never shadowed.
+        let shadowed = reason == Reason::KeyCreateImportAccess
+            && active.is_some_and(|p| !shadow::refuses(extensions, p, ty, reason, refusal.note));
+        if shadowed {
+            return Ok(());
         }
+        if let Some(log) = extensions.get::<Arc<RequestLog>>() {
+            log.set_note(refusal.note);
+        }
+        Err(refusal.rejection)
     }
 }
 

@@ -18,6 +18,7 @@ pub mod allowed_ip;
 pub mod bearer;
 pub mod body;
 pub mod client_ip;
+pub mod guard;
 pub mod instance;
 pub mod key_access;
 pub mod network;

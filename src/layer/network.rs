@@ -9,19 +9,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use std::task::{Context, Poll};
-
-use http::{Request, Response, header};
+use http::{Request, header};
 
 use crate::body::Body;
 use crate::config::NetworkConfig;
 use crate::conn::{ClientAddr, ConnInfo, ListenerKind};
-use crate::layer::ResponseFuture;
 use crate::layer::allowed_ip::rejection;
+use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::shadow;
 use crate::policy::model::PolicyType;
 use crate::policy::{ActivePolicy, IpSet};
-use crate::reason::Reason;
+use crate::reason::{Reason, Rejection};
 use crate::route::Route;
 
 /// What makes a request private; built once from `[network]`.
@@ -94,11 +92,18 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// Adds [`Network`] to a stack.
+/// The allowedNetwork check of [`NetworkLayer`]: the private-network rules, swappable by a
+/// config reload.
 #[derive(Clone, Debug)]
-pub struct NetworkLayer {
+pub struct NetworkCheck {
     private: Arc<ArcSwap<PrivateNetwork>>,
 }
+
+/// Adds [`Network`] to a stack.
+pub type NetworkLayer = GuardLayer<NetworkCheck>;
+
+/// See the [module docs](self).
+pub type Network<S> = Guard<NetworkCheck, S>;
 
 impl NetworkLayer {
     /// Classifies requests by `private`.
@@ -108,60 +113,33 @@ impl NetworkLayer {
 
     /// Classifies requests by whatever `private` holds (a config reload swaps it).
     pub fn live(private: Arc<ArcSwap<PrivateNetwork>>) -> NetworkLayer {
-        NetworkLayer { private }
+        GuardLayer::with(NetworkCheck { private })
     }
 }
 
-impl<S> tower_layer::Layer<S> for NetworkLayer {
-    type Service = Network<S>;
-    fn layer(&self, inner: S) -> Network<S> {
-        Network {
-            inner,
-            private: self.private.clone(),
-        }
-    }
-}
-
-/// See the [module docs](self).
-#[derive(Clone, Debug)]
-pub struct Network<S> {
-    inner: S,
-    private: Arc<ArcSwap<PrivateNetwork>>,
-}
-
-impl<S> tower_service::Service<Request<Body>> for Network<S>
-where
-    S: tower_service::Service<Request<Body>, Response = Response<Body>>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+impl Check for NetworkCheck {
+    fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         let ext = req.extensions();
-        if let Some(policy) = ext.get::<Arc<ActivePolicy>>() {
-            let ingress = Ingress {
-                listener: ext.get::<ConnInfo>().map(|c| c.listener),
-                host: req
-                    .headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .or_else(|| req.uri().authority().map(|a| a.as_str())),
-                client: ext.get::<ClientAddr>().map(|c| c.0),
-            };
-            if let Err(reason) = self.private.load().check(policy, &ingress) {
-                let note = "allowedNetwork private-only: request not private";
-                if shadow::refuses(ext, policy, PolicyType::AllowedNetwork, reason, note) {
-                    return ResponseFuture::refused(rejection(reason, ext.get::<Route>().copied()));
-                }
-            }
+        let Some(policy) = ext.get::<Arc<ActivePolicy>>() else {
+            return Ok(());
+        };
+        let ingress = Ingress {
+            listener: ext.get::<ConnInfo>().map(|c| c.listener),
+            host: req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| req.uri().authority().map(|a| a.as_str())),
+            client: ext.get::<ClientAddr>().map(|c| c.0),
+        };
+        let Err(reason) = self.private.load().check(policy, &ingress) else {
+            return Ok(());
+        };
+        let note = "allowedNetwork private-only: request not private";
+        if shadow::refuses(ext, policy, PolicyType::AllowedNetwork, reason, note) {
+            return Err(rejection(reason, ext.get::<Route>().copied()));
         }
-        ResponseFuture::inner(self.inner.call(req))
+        Ok(())
     }
 }
 
