@@ -40,6 +40,44 @@ use crate::route::Route;
 /// Error bodies up to this size are inspected for reason codes.
 pub const INSPECT_LIMIT: usize = 64 * 1024;
 
+/// The gateway's own pooled HTTP/HTTPS client (for the upstream and the JWKS fetcher).
+pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// How to build an [`HttpsClient`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClientSettings<'a> {
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// PEM CA bundle; the system roots when absent.
+    pub ca_file: Option<&'a std::path::Path>,
+    /// The config key of `ca_file`, for error messages.
+    pub ca_file_key: &'static str,
+    /// Idle pooled connections are closed after this time.
+    pub pool_idle_timeout: Duration,
+    /// At most this many idle connections per host.
+    pub pool_max_idle: usize,
+}
+
+/// Builds a pooled HTTP/1.1 client for `http://` and `https://` URLs (rustls, TCP_NODELAY).
+pub fn https_client(settings: &ClientSettings<'_>) -> Result<HttpsClient, ConfigError> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(settings.connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let tls = crate::server::tls::client_config(settings.ca_file, settings.ca_file_key)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(settings.pool_idle_timeout)
+        .pool_max_idle_per_host(settings.pool_max_idle)
+        .build(connector))
+}
+
 /// Marks a response that came from the upstream (as opposed to the gateway's own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FromUpstream;
@@ -58,7 +96,7 @@ enum Target {
 }
 
 struct Remote {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: HttpsClient,
     scheme: Scheme,
     authority: Authority,
     /// The upstream URL's path without a trailing `/` ("" for none).
@@ -99,22 +137,13 @@ impl Upstream {
         };
         let base_path = uri.path().trim_end_matches('/').to_owned();
 
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let tls = crate::server::tls::client_config(config.ca_file.as_deref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .build(connector);
+        let client = https_client(&ClientSettings {
+            connect_timeout: config.connect_timeout,
+            ca_file: config.ca_file.as_deref(),
+            ca_file_key: "upstream.ca_file",
+            pool_idle_timeout: config.pool_idle_timeout,
+            pool_max_idle: config.pool_max_idle,
+        })?;
         let remote = Remote {
             client,
             scheme,

@@ -15,10 +15,6 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jsonwebtoken::jwk::JwkSet;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
@@ -61,7 +57,7 @@ struct Refetch {
 pub struct Jwks {
     url: Uri,
     config: JwksUrlConfig,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    client: crate::proxy::HttpsClient,
     fetched: ArcSwap<Fetched>,
     refetch: Mutex<Refetch>,
     wake: Notify,
@@ -105,23 +101,13 @@ impl Jwks {
             .url
             .parse()
             .map_err(|e| ConfigError::invalid("auth.jwks.url", format!("{:?}: {e}", config.url)))?;
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(config.timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let tls = crate::server::tls::client_config(config.ca_file.as_deref())
-            .map_err(|e| ConfigError::invalid("auth.jwks.ca_file", e.messages().join("; ")))?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(1)
-            .build(connector);
+        let client = crate::proxy::https_client(&crate::proxy::ClientSettings {
+            connect_timeout: config.timeout,
+            ca_file: config.ca_file.as_deref(),
+            ca_file_key: "auth.jwks.ca_file",
+            pool_idle_timeout: Duration::from_secs(30),
+            pool_max_idle: 1,
+        })?;
         Ok(Jwks {
             url,
             config: config.clone(),

@@ -35,20 +35,18 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
 }
 
 /// The client configuration for an `https://` upstream: the CA bundle from `ca_file`, or the
-/// system roots.
-pub fn client_config(ca_file: Option<&Path>) -> Result<ClientConfig, ConfigError> {
+/// system roots. `key` names the setting in error messages.
+pub fn client_config(ca_file: Option<&Path>, key: &str) -> Result<ClientConfig, ConfigError> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| {
-                    ConfigError::invalid("upstream.ca_file", format!("{}: {e}", path.display()))
-                })?;
+                .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))?;
             for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    ConfigError::invalid("upstream.ca_file", format!("{}: {e}", path.display()))
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))?;
             }
         }
         None => {
