@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ fn certificate(name: &str) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-fn tls_toml(cert: &PathBuf, key: &PathBuf) -> String {
+fn tls_toml(cert: &Path, key: &Path) -> String {
     format!(
         "[listen.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
         cert.display().to_string(),
@@ -64,7 +64,7 @@ fn tls_toml(cert: &PathBuf, key: &PathBuf) -> String {
 /// Sends GET `path` over TLS to `addr`, offering `alpn`; returns (status, version, body).
 async fn get_over_tls(
     addr: std::net::SocketAddr,
-    cert: &PathBuf,
+    cert: &Path,
     alpn: &[u8],
     path: &str,
 ) -> (u16, http::Version, Bytes) {
