@@ -64,7 +64,8 @@ def aggregate(cells, probe):
     present = [c for c in CANDIDATES if any(x["candidate"] == c for x in cells)]
     for s in SCENARIOS:
         for c in present:
-            mine = [x for x in cells if x["candidate"] == c and x["scenario"] == s]
+            mine = [x for x in cells if x["candidate"] == c and x["scenario"] == s
+                    and x["kind"] in ("throughput", "latency-low", "latency-high")]
             if not mine:
                 continue
             tp = [x for x in mine if x["kind"] == "throughput"]
