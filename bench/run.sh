@@ -98,7 +98,7 @@ install_tools() {
 # 2. Build (release: the gateway and the two helpers, one dependency build)
 # ---------------------------------------------------------------------------------------------
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-KMSGATE=$TARGET_DIR/release/kmsgate
+KMSGATE=${KMSGATE_BIN:-$TARGET_DIR/release/kmsgate}   # KMSGATE_BIN: measure another kmsgate build
 STUB=$TARGET_DIR/release/examples/bench-upstream-stub
 BARE=$TARGET_DIR/release/examples/bench-bare-proxy
 build() {
