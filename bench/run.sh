@@ -38,6 +38,7 @@ OUT=${OUT:-$HERE/results}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_WORK=${KEEP_WORK:-0}
+PROFILE=${PROFILE:-}             # CANDIDATE/SCENARIO: only profile that cell with perf, then stop
 
 STUB_PORT=$BASE_PORT
 BARE_PORT=$((BASE_PORT + 1))
@@ -345,6 +346,27 @@ rotated() { # rotated N WORDS... : the words, rotated left by N (interleaving or
     for ((i = 0; i < ${#words[@]}; i++)); do printf '%s ' "${words[$(((i + n) % ${#words[@]}))]}"; done
 }
 
+# profile CANDIDATE SCENARIO: perf record of the candidate during a closed-loop run, the cost
+# categories in µs per request, and its syscalls per request (perf stat).
+profile() {
+    local cand=$1 scen=$2 pid=${PID[$1]} c0 c1 out requests
+    command -v perf >/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
+    c0=$(cpu_ticks "$pid")
+    taskset -c "$LOADGEN_CPU" timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d"${DURATION}s" \
+        -s "$WORK/wrk-$scen.lua" "http://127.0.0.1:${PORT[$cand]}$WRAP_PATH" >"$WORK/profile-wrk.out" &
+    local wrk_pid=$!
+    sleep 1
+    perf record -q -F 999 -g -p "$pid" -o "$WORK/perf.data" -- sleep $((DURATION > 3 ? DURATION - 2 : 1)) >/dev/null 2>&1
+    wait "$wrk_pid"
+    c1=$(cpu_ticks "$pid")
+    requests=$(sed -n 's/^WRKJSON .*"requests":\([0-9]*\).*/\1/p' "$WORK/profile-wrk.out")
+    [ -n "$requests" ] && [ "$requests" -gt 0 ] || die "the profiling run served no requests"
+    out=$(python3 -c "print(round(($c1 - $c0) / $TICKS / $requests * 1e6, 1))")
+    log "profile of $cand / $scen: $requests requests, $out µs CPU per request (perf running)"
+    python3 "$HERE/perf_categories.py" "$WORK/perf.data" "$out"
+    cp "$WORK/perf.data" "$OUT/perf-$cand-$scen.data" 2>/dev/null && log "perf data: $OUT/perf-$cand-$scen.data"
+}
+
 main() {
     install_tools
     build
@@ -354,6 +376,11 @@ main() {
     write_wrk_scripts
     start_all
     log "work directory: $WORK"
+    if [ -n "$PROFILE" ]; then
+        mkdir -p "$OUT"
+        profile "${PROFILE%/*}" "${PROFILE#*/}"
+        return
+    fi
 
     local c s rep
     : >"$WORK/probes.txt"
