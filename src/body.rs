@@ -54,6 +54,15 @@ impl Body {
         }
     }
 
+    /// The bytes of a body that is already in memory (none for a stream).
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Empty => Some(&[]),
+            Kind::Full(bytes) => bytes.as_deref(),
+            Kind::Incoming(_) | Kind::Inspected(..) => None,
+        }
+    }
+
     /// A streamed upstream body whose bytes are also shown to `inspector` (bounded).
     pub(crate) fn inspected(incoming: Incoming, inspector: ErrorInspector) -> Self {
         Body {

@@ -1,7 +1,9 @@
-//! The command line: `kmsgate [run] --config FILE`, `check-config FILE`, `dev-kms --listen ADDR`.
+//! The command line: `kmsgate [run] --config FILE`, `check-config FILE`, `dev-kms --listen ADDR`,
+//! `token --config FILE --sub NAME`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -37,6 +39,22 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8200")]
         listen: SocketAddr,
+    },
+    /// Print a bearer token signed with the configuration's development key (an
+    /// `[[auth.hmac_keys]]` entry with `dev = true`); refused when there is none.
+    Token {
+        /// The TOML configuration file that holds the development key.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The token's subject (`sub`).
+        #[arg(long)]
+        sub: String,
+        /// How long the token is valid, e.g. `1h`, `15m`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Mark the caller as a service (sets `auth.service_claim` to the first service value).
+        #[arg(long)]
+        service: bool,
     },
 }
 

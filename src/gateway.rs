@@ -12,8 +12,11 @@ use crate::admin::{self, Readiness};
 use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
 use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
+use crate::layer::bearer::{Bearer, BearerLayer};
+use crate::layer::body::{BodyShape, BodyShapeLayer};
 use crate::layer::client_ip::{ClientIp, ClientIpLayer, ClientIpRules};
 use crate::layer::instance::{Instance, InstanceLayer};
+use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
 use crate::layer::network::{Network, NetworkLayer, PrivateNetwork};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::metrics::Metrics;
@@ -23,15 +26,19 @@ use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
-pub type Stack = Observe<ClientIp<Instance<Network<AllowedIp<Upstream>>>>>;
+pub type Stack =
+    Observe<ClientIp<Instance<Network<AllowedIp<Bearer<BodyShape<KeyAccess<Upstream>>>>>>>>;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
+///
+/// `bearer` is built by [`Gateway::bind`] (it loads keys and owns the JWKS refresher).
 pub fn stack(
     config: &Config,
     metrics: &Metrics,
     policies: &PolicyStore,
     upstream: Upstream,
+    bearer: &BearerLayer,
 ) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
@@ -43,8 +50,16 @@ pub fn stack(
     let network = NetworkLayer::new(Arc::new(PrivateNetwork::new(&config.network)));
     // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
     let allowed_ip = AllowedIpLayer::new();
+    // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR with
+    // WWW-Authenticate; puts the caller's Identity in the extensions.
+    let bearer = bearer.clone();
+    // body: bounded buffer of the routes that need it, parse once, Key Protect shape checks.
+    let body = BodyShapeLayer::new(config.body.limit);
+    // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
+    let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(upstream)))))
+    let inner = bearer.layer(body.layer(key_access.layer(upstream)));
+    observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(inner)))))
 }
 
 /// Why the gateway could not start.
@@ -64,6 +79,7 @@ pub struct Gateway {
     metrics: Metrics,
     readiness: Readiness,
     policies: PolicyStore,
+    bearer: BearerLayer,
     stack: Stack,
     public: TcpListener,
     private: Option<TcpListener>,
@@ -89,7 +105,8 @@ impl Gateway {
         let readiness = Readiness::new();
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
         let policies = PolicyStore::from_config(&config.policies)?;
-        let stack = stack(&config, &metrics, &policies, upstream);
+        let bearer = BearerLayer::from_config(&config.auth, metrics.registry())?;
+        let stack = stack(&config, &metrics, &policies, upstream, &bearer);
         let tls = config
             .listen
             .tls
@@ -113,6 +130,7 @@ impl Gateway {
             metrics,
             readiness,
             policies,
+            bearer,
             stack,
             public,
             private,
@@ -166,6 +184,10 @@ impl Gateway {
                 proxy_protocol(&self.config, ListenerName::Private, &self.options),
                 stop_rx.clone(),
             ));
+        }
+        // The JWKS URL is fetched before /readyz turns ready, then kept fresh.
+        if let Some(jwks) = self.bearer.auth().and_then(|auth| auth.jwks()) {
+            tasks.spawn(jwks.clone().run(self.readiness.gate(), stop_rx.clone()));
         }
         let admin_task = tokio::spawn(admin::serve(
             self.admin,

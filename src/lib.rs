@@ -25,6 +25,7 @@ pub mod config;
 pub mod conn;
 pub mod devkms;
 pub mod gateway;
+pub mod gojson;
 pub mod layer;
 pub mod metrics;
 pub mod policy;

@@ -14,6 +14,12 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::DevKms { listen }) => dev_kms(listen),
+        Some(Command::Token {
+            config,
+            sub,
+            ttl,
+            service,
+        }) => token(&config, &sub, ttl, service),
     }
 }
 
@@ -86,4 +92,21 @@ fn dev_kms(listen: std::net::SocketAddr) -> ExitCode {
             }
         }
     })
+}
+
+fn token(file: &std::path::Path, sub: &str, ttl: std::time::Duration, service: bool) -> ExitCode {
+    let config = match load(Some(file)) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match kmsgate::auth::devtoken::mint(&config.auth, sub, ttl, service) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kmsgate token: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -304,7 +304,20 @@ impl Future for UpstreamFuture {
         let this = self.project();
         let response = match this.kind.project() {
             KindProj::Embedded { future } => match future.poll(cx) {
-                Poll::Ready(Ok(res)) => res,
+                Poll::Ready(Ok(res)) => {
+                    // The dev KMS answers from memory: count its envelope's codes directly.
+                    if res.status().as_u16() >= 400 {
+                        let codes = res
+                            .body()
+                            .as_bytes()
+                            .map(envelope_codes)
+                            .unwrap_or_default();
+                        for code in codes {
+                            this.metrics.upstream_reason(&code);
+                        }
+                    }
+                    res
+                }
                 Poll::Ready(Err(never)) => match never {},
                 Poll::Pending => return Poll::Pending,
             },
@@ -373,7 +386,7 @@ fn incoming_len(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// The error and its sources, for a log line.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -206,6 +206,20 @@ pub enum Quote {
     Backtick,
     /// `'reasons'`
     Single,
+    /// `"reasons"` (instance-policy field errors)
+    Double,
+}
+
+impl Quote {
+    /// `name` between these quotes.
+    pub fn around(self, name: &str) -> String {
+        let q = match self {
+            Quote::Backtick => '`',
+            Quote::Single => '\'',
+            Quote::Double => '"',
+        };
+        format!("{q}{name}{q}")
+    }
 }
 
 /// The operation named in an `errorMsg`: "<Status>: **Key could not be created**. Please see …".
@@ -223,6 +237,10 @@ impl Operation {
     /// The phrase, e.g. `"Key could not be created"`.
     pub const fn subject(self) -> &'static str {
         self.subject
+    }
+    /// How the `errorMsg` quotes `reasons`; field messages quote the field name the same way.
+    pub const fn quote(self) -> Quote {
+        self.quote
     }
 
     /// `POST /keys`.
@@ -381,6 +399,22 @@ impl Rejection {
         self.extra.get_or_insert_with(Box::default)
     }
 
+    /// An `INVALID_FIELD_ERR` for `field` of `operation`: "The field <field> must be: <rule>",
+    /// with the field name quoted the way the operation's `errorMsg` quotes `reasons` (Key
+    /// Protect's own pattern: `` `plaintext` `` for wrap, `'ciphertext'` for unwrap,
+    /// `"interval_month"` for instance policies).
+    pub fn invalid_field_of(
+        operation: Operation,
+        field: &'static str,
+        rule: impl fmt::Display,
+    ) -> Self {
+        let name = operation.quote().around(field);
+        Rejection::new(Reason::InvalidField)
+            .operation(operation)
+            .message(format!("The field {name} must be: {rule}"))
+            .target(Target::field(field))
+    }
+
     /// The reason.
     pub fn reason(&self) -> Reason {
         self.reason
@@ -406,6 +440,7 @@ impl Rejection {
         let quoted = match op.quote {
             Quote::Backtick => "`reasons`",
             Quote::Single => "'reasons'",
+            Quote::Double => "\"reasons\"",
         };
         let context = match self.extra.as_deref().and_then(|e| e.context.as_ref()) {
             Some(c) => format!("{c}: "),

@@ -561,10 +561,8 @@ fn a_bad_policy_document_is_a_config_error_naming_the_instance() {
 }
 
 /// The real configuration path: Key Protect JSON documents in `[policies]`, parsed by
-/// `policy::parse::parse_document`. Verified passing against the body branch's parser; ignored
-/// only until that parser reaches main (the foundation's stub refuses every document).
+/// `policy::parse::parse_document`.
 #[tokio::test]
-#[ignore = "needs policy::parse::parse_document (body branch); remove this line once it is on main"]
 async fn policies_from_the_config_file_in_key_protect_json() {
     let upstream = Recorder::start().await;
     let toml = format!(

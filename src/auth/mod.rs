@@ -1,20 +1,145 @@
 //! Bearer-token validation: JWT verification, key sources, the verified-token cache.
+//!
+//! Every Key Protect request carries `Authorization: Bearer <IAM access token>`. [`Auth`]
+//! decides on it: a missing or malformed token, or one without a string `sub`, is a
+//! [`Failure`] that maps to 400 `BEARER_SUB_EXTRACTION_ERR`; a well-formed token that fails
+//! verification (signature, algorithm, key, `exp`, `nbf`, `iss`, `aud`) maps to 401
+//! `UNAUTHORIZED_ERR`. An admitted token yields an [`Identity`] for the layers after the
+//! bearer layer ([`crate::layer::bearer`]).
+//!
+//! - [`config`] — `[auth]`.
+//! - [`token`] — reading the header and the JWT without verifying it.
+//! - [`keys`] — PEM, HMAC and JWKS keys, and which keys a token selects.
+//! - [`verify`] — the decision itself (pure).
+//! - [`cache`] — verified tokens by SHA-256, until their `exp`.
+//! - [`jwks`] — the JWKS URL and its refresher task.
+//! - [`metrics`], [`outcome`] — the closed sets of results, notes and metric labels.
+//! - [`devtoken`] — `kmsgate token`, tokens signed with a development key.
 
-use serde::{Deserialize, Serialize};
+pub mod cache;
+pub mod config;
+pub mod devtoken;
+pub mod jwks;
+pub mod keys;
+pub mod metrics;
+pub mod outcome;
+pub mod token;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, header};
+
+pub use config::{AuthConfig, CacheConfig, HmacKeyConfig, JwksUrlConfig, Mode, PemKeyConfig};
+pub use metrics::Admission;
+pub use outcome::Failure;
 
 use crate::config::ConfigError;
+use cache::TokenCache;
+use jwks::Jwks;
+use keys::Key;
+use metrics::AuthMetrics;
+use verify::Verifier;
 
-/// `[auth]`: bearer-token validation.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Whether the bearer layer runs at all.
-    pub enabled: bool,
+/// Who made a request, as its bearer token says. Put in the request extensions by the bearer
+/// layer for the layers after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's `sub`.
+    pub subject: Arc<str>,
+    /// Whether the token's service claim (`auth.service_claim`) names a service.
+    pub is_service: bool,
 }
 
-impl AuthConfig {
-    /// Checks the auth section.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        Ok(())
+impl Identity {
+    /// An identity.
+    pub fn new(subject: &str, is_service: bool) -> Self {
+        Identity {
+            subject: subject.into(),
+            is_service,
+        }
     }
+}
+
+/// The bearer-token decision maker: verifier, key sources, cache and metrics.
+#[derive(Debug)]
+pub struct Auth {
+    verifier: Verifier,
+    jwks: Option<Arc<Jwks>>,
+    metrics: AuthMetrics,
+}
+
+impl Auth {
+    /// Loads the keys of `config` and registers the auth metrics in `registry`. A JWKS URL is
+    /// not fetched here: run [`Auth::jwks`]'s refresher ([`Jwks::run`]).
+    pub fn new(config: &AuthConfig, registry: &prometheus::Registry) -> Result<Auth, ConfigError> {
+        config.validate()?;
+        let verify = config.mode == Mode::Verify;
+        let static_keys = if verify {
+            keys::load_static(config)?
+        } else {
+            Vec::new()
+        };
+        let cache = (verify && config.cache.enabled)
+            .then(|| Arc::new(TokenCache::new(config.cache.max_entries)));
+        let jwks = match &config.jwks {
+            Some(jwks) if verify => Some(Arc::new(Jwks::new(jwks, cache.clone())?)),
+            _ => None,
+        };
+        let age = jwks
+            .clone()
+            .map(|j| Box::new(move || j.age_seconds()) as Box<dyn Fn() -> f64 + Send + Sync>);
+        let metrics = AuthMetrics::register(registry, age)?;
+        if let Some(jwks) = &jwks {
+            jwks.set_metrics(metrics.clone());
+        }
+        for key in config.hmac_keys.iter().filter(|k| k.dev) {
+            tracing::warn!(
+                kid = key.kid.as_deref(),
+                "auth: a development HMAC key is enabled; anyone with the configuration can mint tokens"
+            );
+        }
+        if config.mode == Mode::DecodeOnly {
+            tracing::warn!("auth: decode-only mode; token signatures and claims are NOT verified");
+        }
+        Ok(Auth {
+            verifier: Verifier::new(config, static_keys, cache, metrics.clone()),
+            jwks,
+            metrics,
+        })
+    }
+
+    /// Decides on a request's `Authorization` header.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(Identity, Admission), Failure> {
+        let fetched = self.jwks.as_ref().map(|j| (j, j.current()));
+        let keys: &[Key] = match &fetched {
+            Some((jwks, fetched)) if jwks.is_fresh(fetched) => &fetched.keys,
+            _ => &[],
+        };
+        self.verifier
+            .check(headers.get(header::AUTHORIZATION), keys, unix_now())
+    }
+
+    /// Counts a final decision.
+    pub fn record(&self, result: Result<Admission, Failure>) {
+        self.metrics.decision(result);
+    }
+
+    /// The JWKS URL source, if one is configured (in verify mode).
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.jwks.as_ref()
+    }
+
+    /// The verifier.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+}
+
+/// The Unix time in seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

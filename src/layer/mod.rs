@@ -15,8 +15,11 @@ use crate::body::Body;
 use crate::reason::Rejection;
 
 pub mod allowed_ip;
+pub mod bearer;
+pub mod body;
 pub mod client_ip;
 pub mod instance;
+pub mod key_access;
 pub mod network;
 pub mod observe;
 

@@ -143,3 +143,48 @@ pub struct InstancePolicies {
     /// rotation
     pub rotation: Option<Rotation>,
 }
+
+/// One instance policy, as one resource of a policy document carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// `allowedIP`
+    AllowedIp(AllowedIp),
+    /// `allowedNetwork`
+    AllowedNetwork(AllowedNetwork),
+    /// `keyCreateImportAccess`
+    KeyCreateImportAccess(KeyCreateImportAccess),
+    /// `dualAuthDelete` (`enabled`)
+    DualAuthDelete(bool),
+    /// `metrics` (`enabled`)
+    Metrics(bool),
+    /// `rotation`
+    Rotation(Rotation),
+}
+
+impl Policy {
+    /// The type of this policy.
+    pub const fn policy_type(&self) -> PolicyType {
+        match self {
+            Policy::AllowedIp(_) => PolicyType::AllowedIp,
+            Policy::AllowedNetwork(_) => PolicyType::AllowedNetwork,
+            Policy::KeyCreateImportAccess(_) => PolicyType::KeyCreateImportAccess,
+            Policy::DualAuthDelete(_) => PolicyType::DualAuthDelete,
+            Policy::Metrics(_) => PolicyType::Metrics,
+            Policy::Rotation(_) => PolicyType::Rotation,
+        }
+    }
+}
+
+impl InstancePolicies {
+    /// Sets (replaces) one policy, as a successful `PUT` of that policy does.
+    pub fn set(&mut self, policy: Policy) {
+        match policy {
+            Policy::AllowedIp(p) => self.allowed_ip = Some(p),
+            Policy::AllowedNetwork(p) => self.allowed_network = Some(p),
+            Policy::KeyCreateImportAccess(p) => self.key_create_import_access = Some(p),
+            Policy::DualAuthDelete(enabled) => self.dual_auth_delete = Some(enabled),
+            Policy::Metrics(enabled) => self.metrics = Some(enabled),
+            Policy::Rotation(p) => self.rotation = Some(p),
+        }
+    }
+}

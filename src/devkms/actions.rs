@@ -1,0 +1,185 @@
+//! Key actions, in both URL styles (the route already made them one): wrap, unwrap, rewrap,
+//! rotate, enable, disable, setKeyForDeletion, unsetKeyForDeletion, sync.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{self, CryptoError, Sealed, Secret};
+use super::keys::{self, Key, State, VersionJson};
+use super::store::{Instance, now};
+use super::{Call, json, no_content};
+use crate::body::Body;
+use crate::reason::{Operation, Reason, Rejection, Target};
+use crate::route::Route;
+
+/// The body of wrap, unwrap and rewrap (each uses its part).
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionBody {
+    plaintext: Option<String>,
+    ciphertext: Option<String>,
+    #[serde(default)]
+    aad: Vec<String>,
+    payload: Option<String>,
+    encrypted_nonce: Option<String>,
+    iv: Option<String>,
+}
+
+/// `{"ciphertext"?, "plaintext"?, "keyVersion", "rewrappedKeyVersion"?}`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ActionResult<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext: Option<String>,
+    key_version: VersionJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewrapped_key_version: Option<VersionJson<'a>>,
+}
+
+/// Runs the action `call.route` names on the key the path names.
+pub(crate) fn perform(
+    instance: &mut Instance,
+    call: &Call<'_>,
+) -> Result<Response<Body>, Rejection> {
+    let route = call.route;
+    let body: Option<ActionBody> = call.json()?;
+    let key = keys::live(instance, call)?;
+    let root_only = matches!(
+        route,
+        Route::KeyWrap
+            | Route::KeyUnwrap
+            | Route::KeyRewrap
+            | Route::KeyRotate
+            | Route::KeyEnable
+            | Route::KeyDisable
+    );
+    if root_only && !key.is_root() {
+        return Err(call.reject(Reason::KeyRootReq));
+    }
+    // Enable needs a disabled key; every other action an active one.
+    let (needed, context) = match route {
+        Route::KeyEnable => (State::Suspended, "Key is not in suspended state"),
+        _ => (State::Active, "Key is not in active state"),
+    };
+    if key.state != needed {
+        return Err(call.reject(Reason::KeyActionInvalidState).context(context));
+    }
+    match route {
+        Route::KeyWrap => wrap(key, call, body.unwrap_or_default()),
+        Route::KeyUnwrap | Route::KeyRewrap => unwrap(key, call, body),
+        Route::KeyRotate => rotate(key, call, body.unwrap_or_default()),
+        Route::KeyEnable | Route::KeyDisable => {
+            key.state = if route == Route::KeyEnable {
+                State::Active
+            } else {
+                State::Suspended
+            };
+            key.updated = now();
+            Ok(no_content())
+        }
+        Route::KeySetForDeletion | Route::KeyUnsetForDeletion => {
+            if !key.dual_auth_delete {
+                return Err(call.reject(Reason::NotDualAuth));
+            }
+            key.deletion_authorized = route == Route::KeySetForDeletion;
+            Ok(no_content())
+        }
+        // sync: the dev KMS has no associated resources to notify.
+        _ => Ok(no_content()),
+    }
+}
+
+/// wrap: seals `plaintext` (base64), or a fresh 256-bit DEK when there is none, with the
+/// newest version.
+fn wrap(key: &Key, call: &Call<'_>, body: ActionBody) -> Result<Response<Body>, Rejection> {
+    let (dek, generated) = match &body.plaintext {
+        Some(b64) => {
+            let dek = B64
+                .decode(b64)
+                .ok()
+                .filter(|dek| !dek.is_empty())
+                .ok_or_else(|| call.invalid_field("plaintext", "a base64 encoded key material"))?;
+            (dek, false)
+        }
+        None => (crypto::random_bytes(crypto::GENERATED_LEN), true),
+    };
+    let latest = key.latest();
+    let ciphertext = crypto::seal(&latest.material, &latest.id, &dek, &body.aad);
+    Ok(json(
+        StatusCode::OK,
+        &ActionResult {
+            plaintext: generated.then(|| B64.encode(&dek)),
+            ciphertext: Some(ciphertext),
+            key_version: VersionJson::of(latest),
+            rewrapped_key_version: None,
+        },
+    ))
+}
+
+/// unwrap and rewrap: opens `ciphertext` with the version it names. unwrap returns the
+/// plaintext, and when that version is not the newest also the DEK rewrapped with the newest;
+/// rewrap returns only the rewrapped DEK. Both need a body (`NO_BODY_ERR`).
+fn unwrap(
+    key: &Key,
+    call: &Call<'_>,
+    body: Option<ActionBody>,
+) -> Result<Response<Body>, Rejection> {
+    let body = body.ok_or_else(|| call.reject(Reason::NoBody))?;
+    let bad_ciphertext = || {
+        call.invalid_field(
+            "ciphertext",
+            "the original base64 encoded ciphertext from the wrap operation",
+        )
+    };
+    let unprocessable = |e: CryptoError| match e {
+        CryptoError::NotBase64 => bad_ciphertext(),
+        CryptoError::Unprocessable => call.reject(Reason::UnprocessableCiphertext),
+    };
+    let text = body.ciphertext.as_deref().ok_or_else(bad_ciphertext)?;
+    let sealed = Sealed::parse(text).map_err(unprocessable)?;
+    let version = key
+        .version(sealed.handle())
+        .ok_or_else(|| call.reject(Reason::UnprocessableCiphertext))?;
+    let dek = sealed
+        .open(&version.material, &body.aad)
+        .map_err(unprocessable)?;
+    let latest = key.latest();
+    let rewrapped = (call.route == Route::KeyRewrap || version.id != latest.id)
+        .then(|| crypto::seal(&latest.material, &latest.id, &dek, &body.aad));
+    let plaintext = (call.route == Route::KeyUnwrap).then(|| B64.encode(&dek));
+    Ok(json(
+        StatusCode::OK,
+        &ActionResult {
+            plaintext,
+            rewrapped_key_version: rewrapped.as_ref().map(|_| VersionJson::of(latest)),
+            ciphertext: rewrapped,
+            key_version: VersionJson::of(version),
+        },
+    ))
+}
+
+/// rotate: a new version with generated material, or with `payload` for an imported key.
+fn rotate(key: &mut Key, call: &Call<'_>, body: ActionBody) -> Result<Response<Body>, Rejection> {
+    keys::refuse_secure_import(call, body.encrypted_nonce.as_deref(), body.iv.as_deref())?;
+    let material = match (&body.payload, key.imported) {
+        (Some(payload), true) => keys::material(call, "payload", payload, true)?,
+        (None, true) => {
+            return Err(call
+                .reject(Reason::KeyPayloadReq)
+                .target(Target::field("payload")));
+        }
+        (Some(_), false) => {
+            return Err(Rejection::new(Reason::InvalidQueryParam)
+                .operation(Operation::KEY_ROTATE)
+                .message("The query_param 'payload' must be: provided only if key is imported")
+                .target(Target::query_param("payload")));
+        }
+        (None, false) => Secret::generate(),
+    };
+    key.rotate(material);
+    Ok(no_content())
+}

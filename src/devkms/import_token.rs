@@ -1,0 +1,103 @@
+//! A minimal import token: `POST /api/v2/import_token` creates the instance's one token,
+//! `GET` retrieves it (counting retrievals, honouring expiry) with its `nonce`. Secure import
+//! itself is not implemented, so no public key (`payload`) is handed out.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::store::Instance;
+use super::{Call, crypto, json};
+use crate::body::Body;
+use crate::reason::{Reason, Rejection};
+
+/// An instance's import token.
+#[derive(Debug)]
+pub(crate) struct ImportToken {
+    created: SystemTime,
+    expires: SystemTime,
+    max_retrievals: u32,
+    remaining: u32,
+    nonce: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    expiration: Option<u64>,
+    max_allowed_retrievals: Option<u32>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenJson {
+    creation_date: String,
+    expiration_date: String,
+    max_allowed_retrievals: u32,
+    remaining_retrievals: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
+}
+
+impl ImportToken {
+    fn render(&self, with_nonce: bool) -> TokenJson {
+        TokenJson {
+            creation_date: humantime::format_rfc3339_seconds(self.created).to_string(),
+            expiration_date: humantime::format_rfc3339_seconds(self.expires).to_string(),
+            max_allowed_retrievals: self.max_retrievals,
+            remaining_retrievals: self.remaining,
+            nonce: with_nonce.then(|| B64.encode(&self.nonce)),
+        }
+    }
+}
+
+/// `POST /api/v2/import_token`: `expiration` 300–86400 s (600), `maxAllowedRetrievals`
+/// 1–500 (1). Replaces the instance's token.
+pub(crate) fn create(
+    instance: &mut Instance,
+    call: &Call<'_>,
+) -> Result<Response<Body>, Rejection> {
+    let body: Option<CreateBody> = call.json()?;
+    let (expiration, max_retrievals) =
+        body.map_or((None, None), |b| (b.expiration, b.max_allowed_retrievals));
+    let expiration = expiration.unwrap_or(600);
+    if !(300..=86_400).contains(&expiration) {
+        return Err(
+            call.invalid_field("expiration", "an integer between 300 and 86400 (inclusive)")
+        );
+    }
+    let max_retrievals = max_retrievals.unwrap_or(1);
+    if !(1..=500).contains(&max_retrievals) {
+        return Err(call.invalid_field(
+            "maxAllowedRetrievals",
+            "an integer between 1 and 500 (inclusive)",
+        ));
+    }
+    let created = SystemTime::now();
+    let token = instance.import_token.insert(ImportToken {
+        created,
+        expires: created + Duration::from_secs(expiration),
+        max_retrievals,
+        remaining: max_retrievals,
+        nonce: crypto::random_bytes(8),
+    });
+    Ok(json(StatusCode::OK, &token.render(false)))
+}
+
+/// `GET /api/v2/import_token`: the token and its nonce; 409 `IMPORT_TOKEN_EXPIRED_ERR` once
+/// expired or retrieved as often as allowed.
+pub(crate) fn get(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
+    let Some(token) = instance.import_token.as_mut() else {
+        return Err(call
+            .reject(Reason::KeyNotFound)
+            .message("import token does not exist"));
+    };
+    if token.remaining == 0 || SystemTime::now() >= token.expires {
+        return Err(call.reject(Reason::ImportTokenExpired));
+    }
+    token.remaining -= 1;
+    Ok(json(StatusCode::OK, &token.render(true)))
+}

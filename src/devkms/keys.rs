@@ -1,0 +1,556 @@
+//! Keys: the model, its Key Protect JSON, and create, list, get, versions, delete, restore.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use http::{Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{self, Secret};
+use super::store::{Instance, now};
+use super::{Call, KEY_COLLECTION, Prefer, collection, no_content};
+use crate::body::Body;
+use crate::reason::{Reason, Rejection, Target};
+
+/// The `type` of every key resource.
+const KEY_TYPE: &str = "application/vnd.ibm.kms.key+json";
+
+/// Who the dev KMS says created and deleted things (it does not read tokens).
+pub(crate) const ACTOR: &str = "devkms";
+
+/// The largest standard-key payload Key Protect accepts.
+const STANDARD_PAYLOAD_MAX: usize = 7_500;
+
+/// Key Protect's key states (the ones the dev KMS uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// 1: usable.
+    Active = 1,
+    /// 2: disabled.
+    Suspended = 2,
+    /// 5: deleted.
+    Destroyed = 5,
+}
+
+/// One version of a key's material. A rotation adds one.
+#[derive(Debug)]
+pub(crate) struct Version {
+    /// The version id; the first version's id is the key's id, as in Key Protect.
+    pub(crate) id: String,
+    pub(crate) created: String,
+    pub(crate) material: Secret,
+}
+
+/// A key.
+#[derive(Debug)]
+pub(crate) struct Key {
+    pub(crate) id: String,
+    crn: String,
+    name: String,
+    description: Option<String>,
+    aliases: Vec<String>,
+    expiration_date: Option<String>,
+    /// `true` for a standard key, `false` for a root key.
+    pub(crate) extractable: bool,
+    /// Created with key material the caller supplied.
+    pub(crate) imported: bool,
+    pub(crate) state: State,
+    key_ring: String,
+    created: String,
+    pub(crate) updated: String,
+    last_rotated: Option<String>,
+    /// When the key was deleted (while it is).
+    deletion_date: Option<String>,
+    /// Whether deleting needs a prior `setKeyForDeletion` (dualAuthDelete at creation time).
+    pub(crate) dual_auth_delete: bool,
+    /// Whether `setKeyForDeletion` was done.
+    pub(crate) deletion_authorized: bool,
+    /// Oldest first; never empty.
+    versions: Vec<Version>,
+}
+
+impl Key {
+    /// True for a root key.
+    pub(crate) fn is_root(&self) -> bool {
+        !self.extractable
+    }
+
+    /// True once deleted (and not restored).
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.state == State::Destroyed
+    }
+
+    /// True when `alias` is one of the key's aliases.
+    pub(crate) fn has_alias(&self, alias: &str) -> bool {
+        self.aliases.iter().any(|a| a == alias)
+    }
+
+    /// The newest version.
+    pub(crate) fn latest(&self) -> &Version {
+        self.versions
+            .last()
+            .expect("a key is created with one version")
+    }
+
+    /// The version with this id.
+    pub(crate) fn version(&self, id: &str) -> Option<&Version> {
+        self.versions.iter().find(|v| v.id == id)
+    }
+
+    /// Adds a version with new material (a rotation).
+    pub(crate) fn rotate(&mut self, material: Secret) {
+        let date = now();
+        self.versions.push(Version {
+            id: crypto::uuid_v4(),
+            created: date.clone(),
+            material,
+        });
+        self.updated = date.clone();
+        self.last_rotated = Some(date);
+    }
+
+    /// The key as Key Protect renders it.
+    fn resource(&self, view: View) -> KeyJson<'_> {
+        let latest = self.latest();
+        let payload = (view == View::Full && self.extractable && !self.is_deleted())
+            .then(|| B64.encode(latest.material.expose()));
+        KeyJson {
+            kind: KEY_TYPE,
+            id: &self.id,
+            name: &self.name,
+            aliases: &self.aliases,
+            description: self.description.as_deref(),
+            state: self.state as u8,
+            expiration_date: self.expiration_date.as_deref(),
+            extractable: self.extractable,
+            crn: &self.crn,
+            imported: self.imported,
+            deleted: self.is_deleted(),
+            key_ring_id: &self.key_ring,
+            algorithm_type: "AES",
+            creation_date: &self.created,
+            created_by: ACTOR,
+            last_update_date: &self.updated,
+            last_rotate_date: self.last_rotated.as_deref(),
+            key_version: VersionJson::of(latest),
+            dual_auth_delete: Enabled {
+                enabled: self.dual_auth_delete,
+            },
+            deletion_date: self.deletion_date.as_deref(),
+            deleted_by: self.deletion_date.as_ref().map(|_| ACTOR),
+            payload,
+        }
+    }
+}
+
+/// Which rendering of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum View {
+    /// `GET /keys/{id}`, create, restore: with a standard key's payload.
+    Full,
+    /// Metadata, lists, delete: never a payload.
+    Metadata,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    aliases: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    state: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_date: Option<&'a str>,
+    extractable: bool,
+    crn: &'a str,
+    imported: bool,
+    deleted: bool,
+    #[serde(rename = "keyRingID")]
+    key_ring_id: &'a str,
+    algorithm_type: &'static str,
+    creation_date: &'a str,
+    created_by: &'static str,
+    last_update_date: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_rotate_date: Option<&'a str>,
+    key_version: VersionJson<'a>,
+    dual_auth_delete: Enabled,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deletion_date: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+}
+
+/// `{"id", "creationDate"}` of a key version.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VersionJson<'a> {
+    id: &'a str,
+    creation_date: &'a str,
+}
+
+impl<'a> VersionJson<'a> {
+    pub(crate) fn of(version: &'a Version) -> Self {
+        VersionJson {
+            id: &version.id,
+            creation_date: &version.created,
+        }
+    }
+}
+
+/// `{"enabled": bool}`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize)]
+pub(crate) struct Enabled {
+    #[serde(default)]
+    pub(crate) enabled: bool,
+}
+
+/// The key a key route names: 404 `KEY_NOT_FOUND_ERR` when there is none.
+pub(crate) fn named<'i>(
+    instance: &'i mut Instance,
+    call: &Call<'_>,
+) -> Result<&'i mut Key, Rejection> {
+    call.key_id
+        .and_then(|id| instance.key_mut(id))
+        .ok_or_else(|| call.reject(Reason::KeyNotFound))
+}
+
+/// Like [`named`], and 410 `KEY_DELETED_ERR` when the key was deleted.
+pub(crate) fn live<'i>(
+    instance: &'i mut Instance,
+    call: &Call<'_>,
+) -> Result<&'i mut Key, Rejection> {
+    let key = named(instance, call)?;
+    if key.is_deleted() {
+        return Err(call.reject(Reason::KeyDeleted));
+    }
+    Ok(key)
+}
+
+/// A base64 field holding key material; `INVALID_FIELD_ERR` when it is not base64 or has a
+/// size the key type does not take.
+pub(crate) fn material(
+    call: &Call<'_>,
+    field: &'static str,
+    b64: &str,
+    root: bool,
+) -> Result<Secret, Rejection> {
+    let rule = if root {
+        "a base64 encoded 128, 192 or 256-bit key material"
+    } else {
+        "a base64 encoded key material of at most 7,500 bytes"
+    };
+    let invalid = || call.invalid_field(field, rule);
+    let secret = Secret::new(B64.decode(b64).map_err(|_| invalid())?);
+    let fits = if root {
+        secret.is_root_material()
+    } else {
+        (1..=STANDARD_PAYLOAD_MAX).contains(&secret.expose().len())
+    };
+    fits.then_some(secret).ok_or_else(invalid)
+}
+
+/// Secure import (an import token's `encryptedNonce` and `iv`) is not implemented: refuses a
+/// body that carries either.
+pub(crate) fn refuse_secure_import(
+    call: &Call<'_>,
+    encrypted_nonce: Option<&str>,
+    iv: Option<&str>,
+) -> Result<(), Rejection> {
+    if encrypted_nonce.is_some() || iv.is_some() {
+        return Err(call
+            .reject(Reason::FeatureRestricted)
+            .message("Secure import with an import token is not implemented by the dev KMS"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    #[serde(default)]
+    resources: Vec<NewKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewKey {
+    name: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
+    expiration_date: Option<String>,
+    extractable: Option<bool>,
+    payload: Option<String>,
+    encrypted_nonce: Option<String>,
+    iv: Option<String>,
+    /// `/keys_with_policy_overrides` only.
+    dual_auth_delete: Option<Enabled>,
+}
+
+/// `POST /api/v2/keys` (and `/keys_with_policy_overrides`): create or import one key.
+pub(crate) fn create(
+    instance: &mut Instance,
+    call: &Call<'_>,
+) -> Result<Response<Body>, Rejection> {
+    let body: CreateBody = call.json()?.ok_or_else(|| call.reject(Reason::NoBody))?;
+    let mut resources = body.resources.into_iter();
+    let (Some(new), None) = (resources.next(), resources.next()) else {
+        return Err(call
+            .reject(Reason::BadBody)
+            .detail("Only creation of one key per request is supported"));
+    };
+    let name = new
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| call.invalid_field("name", "a non-empty string"))?;
+    // A missing `extractable` makes a root key (the Go client's zero value).
+    let extractable = new.extractable.unwrap_or(false);
+    refuse_secure_import(call, new.encrypted_nonce.as_deref(), new.iv.as_deref())?;
+    let (secret, imported) = match &new.payload {
+        Some(payload) => (material(call, "payload", payload, !extractable)?, true),
+        None => (Secret::generate(), false),
+    };
+    if let Some(alias) = new.aliases.iter().find(|a| instance.alias_taken(a)) {
+        return Err(call.invalid_field(
+            "aliases",
+            &format!("aliases not used by another key ({alias} is)"),
+        ));
+    }
+    let dual_auth_delete = match new.dual_auth_delete {
+        Some(flag) => flag.enabled,
+        None => instance.policies.dual_auth_delete(),
+    };
+    let id = crypto::uuid_v4();
+    let created = now();
+    let key = Key {
+        crn: instance.crn("key", &id),
+        versions: vec![Version {
+            id: id.clone(),
+            created: created.clone(),
+            material: secret,
+        }],
+        id,
+        name,
+        description: new.description,
+        aliases: new.aliases,
+        expiration_date: new.expiration_date,
+        extractable,
+        imported,
+        state: State::Active,
+        key_ring: call
+            .header("x-kms-key-ring")
+            .unwrap_or("default")
+            .to_owned(),
+        updated: created.clone(),
+        created,
+        last_rotated: None,
+        deletion_date: None,
+        dual_auth_delete,
+        deletion_authorized: false,
+    };
+    let key = instance.insert_key(key);
+    Ok(respond(
+        key,
+        View::Full,
+        call.prefer(Prefer::Representation),
+        StatusCode::CREATED,
+    ))
+}
+
+/// One key in a collection, or only its id for `Prefer: return=minimal`.
+fn respond(key: &Key, view: View, prefer: Prefer, status: StatusCode) -> Response<Body> {
+    #[derive(Serialize)]
+    struct Minimal<'a> {
+        id: &'a str,
+    }
+    match prefer {
+        Prefer::Representation => collection(status, KEY_COLLECTION, &[key.resource(view)]),
+        Prefer::Minimal => collection(status, KEY_COLLECTION, &[Minimal { id: &key.id }]),
+    }
+}
+
+/// `INVALID_QUERY_PARAM_ERR` for `name`.
+fn invalid_query(call: &Call<'_>, name: &'static str, rule: &str) -> Rejection {
+    call.reject(Reason::InvalidQueryParam)
+        .message(format!("The query_param '{name}' must be: {rule}"))
+        .target(Target::query_param(name))
+}
+
+/// A numeric query parameter within `bounds` (inclusive), or `default` when absent.
+fn number(
+    call: &Call<'_>,
+    name: &'static str,
+    bounds: (usize, usize),
+    rule: &str,
+    default: usize,
+) -> Result<usize, Rejection> {
+    match call.query(name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (bounds.0..=bounds.1).contains(n))
+            .ok_or_else(|| invalid_query(call, name, rule)),
+    }
+}
+
+/// `GET`/`HEAD /api/v2/keys`: `limit` (1–5000, default 200), `offset`, `state` (a comma
+/// list, default every state but deleted), `extractable`. HEAD answers `Key-Total` only.
+pub(crate) fn list(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
+    let limit = number(
+        call,
+        "limit",
+        (1, 5000),
+        "an integer between 1 and 5000 (inclusive)",
+        200,
+    )?;
+    let offset = number(call, "offset", (0, usize::MAX), "a non-negative integer", 0)?;
+    let states: Vec<u8> = match call.query("state") {
+        None => vec![0, 1, 2, 3],
+        Some(text) => text
+            .split(',')
+            .map(|s| s.trim().parse().ok().filter(|n| matches!(n, 0..=3 | 5)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                invalid_query(call, "state", "a comma-separated list of 0, 1, 2, 3, 5")
+            })?,
+    };
+    let extractable = match call.query("extractable") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(_) => return Err(invalid_query(call, "extractable", "true or false")),
+    };
+    let matching = instance.keys().iter().filter(|k| {
+        states.contains(&(k.state as u8)) && extractable.is_none_or(|e| k.extractable == e)
+    });
+    if *call.method == http::Method::HEAD {
+        let mut response = Response::new(Body::empty());
+        response
+            .headers_mut()
+            .insert("key-total", http::HeaderValue::from(matching.count()));
+        return Ok(response);
+    }
+    let page: Vec<KeyJson<'_>> = matching
+        .skip(offset)
+        .take(limit)
+        .map(|k| k.resource(View::Metadata))
+        .collect();
+    Ok(collection(StatusCode::OK, KEY_COLLECTION, &page))
+}
+
+/// `GET /api/v2/keys/{id}` (with a standard key's payload) and `/metadata`. A deleted key is
+/// shown as such (state 5, `deleted: true`), without payload.
+pub(crate) fn get(
+    instance: &mut Instance,
+    call: &Call<'_>,
+    view: View,
+) -> Result<Response<Body>, Rejection> {
+    let key = named(instance, call)?;
+    Ok(collection(
+        StatusCode::OK,
+        KEY_COLLECTION,
+        &[key.resource(view)],
+    ))
+}
+
+/// `GET /api/v2/keys/{id}/versions`: newest first.
+pub(crate) fn versions(
+    instance: &mut Instance,
+    call: &Call<'_>,
+) -> Result<Response<Body>, Rejection> {
+    let key = live(instance, call)?;
+    let versions: Vec<VersionJson<'_>> = key.versions.iter().rev().map(VersionJson::of).collect();
+    Ok(collection(StatusCode::OK, KEY_COLLECTION, &versions))
+}
+
+/// `DELETE /api/v2/keys/{id}`: 204, or 200 + the key with `Prefer: return=representation`.
+/// A dual-auth key needs a prior `setKeyForDeletion`.
+pub(crate) fn delete(
+    instance: &mut Instance,
+    call: &Call<'_>,
+) -> Result<Response<Body>, Rejection> {
+    let key = live(instance, call)?;
+    if key.dual_auth_delete && !key.deletion_authorized {
+        return Err(call
+            .reject(Reason::AuthorizationsNotMet)
+            .context("1 prior authorization(s) are required for deletion"));
+    }
+    let date = now();
+    key.state = State::Destroyed;
+    key.deletion_date = Some(date.clone());
+    key.updated = date;
+    key.deletion_authorized = false;
+    Ok(match call.prefer(Prefer::Minimal) {
+        Prefer::Minimal => no_content(),
+        Prefer::Representation => {
+            respond(key, View::Metadata, Prefer::Representation, StatusCode::OK)
+        }
+    })
+}
+
+#[derive(Deserialize)]
+struct RestoreBody {
+    #[serde(default)]
+    resources: Vec<RestoreResource>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestoreResource {
+    payload: Option<String>,
+    encrypted_nonce: Option<String>,
+    iv: Option<String>,
+}
+
+/// `POST /api/v2/keys/{id}/restore` (or `?action=restore`): only imported root keys. A
+/// `payload`, if sent, must be the key's current material.
+pub(crate) fn restore(
+    instance: &mut Instance,
+    call: &Call<'_>,
+) -> Result<Response<Body>, Rejection> {
+    let body: Option<RestoreBody> = call.json()?;
+    let key = named(instance, call)?;
+    if !key.is_root() {
+        return Err(call.reject(Reason::KeyRootReq));
+    }
+    if !key.imported {
+        return Err(call.reject(Reason::KeyImptReq));
+    }
+    if !key.is_deleted() {
+        return Err(call
+            .reject(Reason::KeyActionInvalidState)
+            .context("Key is not in destroyed state"));
+    }
+    if let Some(resource) = body.and_then(|b| b.resources.into_iter().next()) {
+        refuse_secure_import(
+            call,
+            resource.encrypted_nonce.as_deref(),
+            resource.iv.as_deref(),
+        )?;
+        if let Some(payload) = &resource.payload {
+            let given = material(call, "payload", payload, true)?;
+            if given != key.latest().material {
+                return Err(
+                    call.invalid_field("payload", "the key material of the key's current version")
+                );
+            }
+        }
+    }
+    let date = now();
+    key.state = State::Active;
+    key.deletion_date = None;
+    key.updated = date;
+    Ok(respond(
+        key,
+        View::Full,
+        call.prefer(Prefer::Representation),
+        StatusCode::CREATED,
+    ))
+}

@@ -1,0 +1,123 @@
+//! The dev KMS's state: one [`Instance`] per `bluemix-instance`, created on first use, all in
+//! memory behind one mutex.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::SystemTime;
+
+use super::import_token::ImportToken;
+use super::keys::Key;
+use super::policies::Policies;
+
+/// Every instance the dev KMS has seen.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    instances: Mutex<Instances>,
+}
+
+#[derive(Debug, Default)]
+struct Instances {
+    by_id: HashMap<String, Instance>,
+    /// The private endpoint port the next instance gets (`allowed_ip_port`).
+    next_port: u16,
+}
+
+/// The first private endpoint port handed out (the port Key Protect's own examples show).
+const FIRST_PRIVATE_PORT: u16 = 15008;
+
+impl Store {
+    /// Runs `f` on the instance `id`, creating it on first use.
+    ///
+    /// The whole request runs under the lock: the dev KMS is for trying things out and for
+    /// tests, and its work per request is microseconds.
+    pub(crate) fn with_instance<R>(&self, id: &str, f: impl FnOnce(&mut Instance) -> R) -> R {
+        let mut instances = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let instances = &mut *instances;
+        if !instances.by_id.contains_key(id) {
+            let port = FIRST_PRIVATE_PORT.wrapping_add(instances.next_port);
+            instances.next_port = instances.next_port.wrapping_add(1);
+            instances
+                .by_id
+                .insert(id.to_owned(), Instance::new(id.to_owned(), port));
+        }
+        let instance = instances
+            .by_id
+            .get_mut(id)
+            .expect("the instance was inserted above");
+        f(instance)
+    }
+}
+
+/// One Key Protect instance: its keys, instance policies and import token.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    /// The `bluemix-instance` id.
+    pub(crate) id: String,
+    /// Keys in creation order. Keys are never removed (deletion is a state), so indexes into
+    /// this list stay valid.
+    keys: Vec<Key>,
+    /// Key id → index in `keys`.
+    index: HashMap<String, usize>,
+    /// Instance policies as last put.
+    pub(crate) policies: Policies,
+    /// The instance's import token, if one was created.
+    pub(crate) import_token: Option<ImportToken>,
+    /// The private endpoint port `GET /instance/allowed_ip_port` reports.
+    pub(crate) private_port: u16,
+}
+
+impl Instance {
+    fn new(id: String, private_port: u16) -> Self {
+        Instance {
+            id,
+            keys: Vec::new(),
+            index: HashMap::new(),
+            policies: Policies::default(),
+            import_token: None,
+            private_port,
+        }
+    }
+
+    /// Every key, in creation order.
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// The key with this id or alias.
+    pub(crate) fn key_mut(&mut self, id_or_alias: &str) -> Option<&mut Key> {
+        let position = match self.index.get(id_or_alias) {
+            Some(&i) => i,
+            None => self.keys.iter().position(|k| k.has_alias(id_or_alias))?,
+        };
+        self.keys.get_mut(position)
+    }
+
+    /// True when a key already uses `alias`.
+    pub(crate) fn alias_taken(&self, alias: &str) -> bool {
+        self.keys.iter().any(|k| k.has_alias(alias))
+    }
+
+    /// Adds a new key and returns it.
+    pub(crate) fn insert_key(&mut self, key: Key) -> &Key {
+        let position = self.keys.len();
+        self.index.insert(key.id.clone(), position);
+        self.keys.push(key);
+        &self.keys[position]
+    }
+
+    /// The CRN of a resource of this instance, e.g. `…:key:<id>`.
+    pub(crate) fn crn(&self, kind: &str, id: &str) -> String {
+        format!(
+            "crn:v1:bluemix:public:kms:local:a/devkms:{}:{kind}:{id}",
+            self.id
+        )
+    }
+}
+
+/// The current time as Key Protect writes it: RFC 3339, whole seconds, UTC.
+pub(crate) fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}

@@ -1,0 +1,437 @@
+//! The body layer: request-body shape checks, before anything reaches the KMS.
+//!
+//! Only the routes that need it buffer their body ([`inspects`]): instance-policy `PUT`, key
+//! create/import, wrap, unwrap, rewrap, rotate and restore. The body is read up to `body.limit`
+//! bytes (a `Content-Length` above the limit is refused before reading; a longer stream is cut
+//! off) → 413 `BODY_TOO_LARGE_ERR`. It is parsed once, whatever `Content-Type` says, into a small
+//! typed view decoded the way Key Protect's Go JSON decoder reads it ([`crate::gojson`]), checked
+//! by [`check`], and the original bytes go upstream. What the key_access layer needs — is it a
+//! root or standard key, does it carry key material, an import token — travels on as a
+//! [`KeyBody`] request extension, so nothing parses twice.
+//!
+//! | route | refused with |
+//! |---|---|
+//! | `PUT /instance/policies` | see [`crate::policy::parse`] |
+//! | create key | `metadata` empty → `BAD_BODY_ERR` "…: CollectionMetadata is empty"; not exactly one resource → `BAD_BODY_ERR` "…: Only creation of one key per request is supported"; `collectionTotal` ≠ resources → `COLLECTION_TOTAL_MISMATCH_ERR`; empty `payload` → `BAD_BODY_ERR`; `payload`/`encryptedNonce`/`iv` not base64 → `INVALID_FIELD_ERR` |
+//! | wrap | `plaintext` not base64 → `INVALID_FIELD_ERR` (no body, `{}` and `null` are fine: the KMS generates a key) |
+//! | unwrap, rewrap | no body → `NO_BODY_ERR`; `ciphertext` missing or not base64 → `INVALID_FIELD_ERR` |
+//! | rotate, restore | `payload`/`encryptedNonce`/`iv` not base64 → `INVALID_FIELD_ERR` |
+//! | all of these | not UTF-8 JSON, or the wrong JSON types → `BAD_BODY_ERR` |
+//!
+//! enable, disable, setKeyForDeletion and unsetKeyForDeletion take no body, `{}` or `null` (the
+//! Go client sends `null`); their bodies are not read at all.
+
+mod view;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Request, Response, header};
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use pin_project_lite::pin_project;
+
+use crate::body::Body;
+use crate::gojson;
+use crate::reason::{Operation, Reason, Rejection};
+use crate::route::{Route, query_param};
+use view::{ActionBody, CreateBody, Str};
+
+/// What a create, import, rotate or restore body says about key material, for key_access.
+/// Holds flags only, never the material itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyBody {
+    /// `extractable: true` (a standard key); false or absent is a root key.
+    pub extractable: bool,
+    /// The body carries key material (`payload`): an import, or a rotate/restore with material.
+    pub payload: bool,
+    /// `encryptedNonce` is present.
+    pub encrypted_nonce: bool,
+    /// `iv` is present.
+    pub iv: bool,
+}
+
+impl KeyBody {
+    /// Key material that comes with an import token (both `encryptedNonce` and `iv`).
+    pub fn has_import_token(&self) -> bool {
+        self.encrypted_nonce && self.iv
+    }
+}
+
+/// True for the routes whose bodies the layer reads.
+pub fn inspects(route: Route) -> bool {
+    matches!(
+        route,
+        Route::InstancePoliciesPut
+            | Route::KeyCreate
+            | Route::KeyCreateWithPolicyOverrides
+            | Route::KeyWrap
+            | Route::KeyUnwrap
+            | Route::KeyRewrap
+            | Route::KeyRotate
+            | Route::KeyRestore
+    )
+}
+
+const KEY_MATERIAL: &str = "a base64 encoded key material";
+const ENCRYPTED_NONCE: &str = "a base64 encoded encrypted nonce";
+const IV: &str = "a base64 encoded initialization vector";
+const CIPHERTEXT: &str = "the original base64 encoded ciphertext from the wrap operation";
+
+/// Checks the body of a request on `route` (with query string `query`). On success, what the
+/// key_access layer needs to know (for create, import, rotate and restore bodies).
+pub fn check(route: Route, query: Option<&str>, body: &[u8]) -> Result<Option<KeyBody>, Rejection> {
+    match route {
+        Route::InstancePoliciesPut => {
+            crate::policy::parse::parse_put(body, query_param(query, "policy")).map(|_| None)
+        }
+        Route::KeyCreate | Route::KeyCreateWithPolicyOverrides => check_create(body).map(Some),
+        Route::KeyWrap => {
+            let action: ActionBody<'_> = decode(route, body, true)?;
+            base64_field(
+                Operation::WRAP,
+                "plaintext",
+                KEY_MATERIAL,
+                text(&action.plaintext),
+            )?;
+            Ok(None)
+        }
+        Route::KeyUnwrap | Route::KeyRewrap => {
+            if is_blank(body) {
+                return Err(Rejection::new(Reason::NoBody).operation(route.operation()));
+            }
+            let action: ActionBody<'_> = decode(route, body, false)?;
+            let operation = match route {
+                Route::KeyUnwrap => Operation::UNWRAP,
+                _ => Operation::REWRAP,
+            };
+            let Some(ciphertext) = text(&action.ciphertext).filter(|c| !c.is_empty()) else {
+                return Err(Rejection::invalid_field_of(
+                    operation,
+                    "ciphertext",
+                    CIPHERTEXT,
+                ));
+            };
+            base64_field(operation, "ciphertext", CIPHERTEXT, Some(ciphertext))?;
+            Ok(None)
+        }
+        Route::KeyRotate | Route::KeyRestore => {
+            let action: ActionBody<'_> = decode(route, body, true)?;
+            let operation = match route {
+                Route::KeyRotate => Operation::KEY_ROTATE,
+                _ => Operation::KEY_RESTORE,
+            };
+            let material = [&action.payload, &action.encrypted_nonce, &action.iv];
+            key_material(operation, material, false).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+fn text<'v>(value: &'v Option<Str<'_>>) -> Option<&'v str> {
+    value.as_ref().map(Str::as_str)
+}
+
+fn check_create(body: &[u8]) -> Result<KeyBody, Rejection> {
+    let operation = Operation::KEY_CREATE;
+    let create: CreateBody<'_> = decode(Route::KeyCreate, body, false)?;
+    let metadata = create.metadata.unwrap_or_default();
+    let total = metadata.collection_total.unwrap_or(0);
+    if text(&metadata.collection_type).is_none_or(str::is_empty) && total == 0 {
+        return Err(bad_body(operation, "CollectionMetadata is empty"));
+    }
+    let resources = create.resources.unwrap_or_default();
+    let Some(key) = resources.first.filter(|_| resources.count == 1) else {
+        return Err(bad_body(
+            operation,
+            "Only creation of one key per request is supported",
+        ));
+    };
+    if usize::try_from(total).ok() != Some(resources.count) {
+        return Err(Rejection::new(Reason::CollectionTotalMismatch).operation(operation));
+    }
+    if text(&key.payload).is_some_and(str::is_empty) {
+        return Err(bad_body(operation, "Key has zero value or it's empty"));
+    }
+    let material = [&key.payload, &key.encrypted_nonce, &key.iv];
+    key_material(operation, material, key.extractable.unwrap_or(false))
+}
+
+/// Checks `payload`, `encryptedNonce` and `iv` (each base64 when present) and summarises them.
+fn key_material(
+    operation: Operation,
+    [payload, encrypted_nonce, iv]: [&Option<Str<'_>>; 3],
+    extractable: bool,
+) -> Result<KeyBody, Rejection> {
+    base64_field(operation, "payload", KEY_MATERIAL, text(payload))?;
+    base64_field(
+        operation,
+        "encryptedNonce",
+        ENCRYPTED_NONCE,
+        text(encrypted_nonce),
+    )?;
+    base64_field(operation, "iv", IV, text(iv))?;
+    Ok(KeyBody {
+        extractable,
+        payload: payload.is_some(),
+        encrypted_nonce: encrypted_nonce.is_some(),
+        iv: iv.is_some(),
+    })
+}
+
+/// True when the body is empty or only JSON whitespace ("no body").
+fn is_blank(body: &[u8]) -> bool {
+    body.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
+/// Decodes a body into a view; a blank body is the empty view when `blank_ok`.
+fn decode<'a, T: serde::Deserialize<'a> + Default>(
+    route: Route,
+    body: &'a [u8],
+    blank_ok: bool,
+) -> Result<T, Rejection> {
+    if blank_ok && is_blank(body) {
+        return Ok(T::default());
+    }
+    let text = std::str::from_utf8(body).map_err(|e| {
+        bad_body(
+            route.operation(),
+            format!("the body is not UTF-8 (byte {})", e.valid_up_to()),
+        )
+    })?;
+    serde_json::from_str(text).map_err(|e| bad_body(route.operation(), gojson::syntax_message(&e)))
+}
+
+/// `INVALID_FIELD_ERR` unless `value` (when present) is base64 as Go decodes it.
+fn base64_field(
+    operation: Operation,
+    field: &'static str,
+    rule: &'static str,
+    value: Option<&str>,
+) -> Result<(), Rejection> {
+    match value.and_then(gojson::base64_error) {
+        None => Ok(()),
+        Some(offset) => Err(Rejection::invalid_field_of(operation, field, rule)
+            .detail(gojson::base64_message(offset))),
+    }
+}
+
+fn bad_body(operation: Operation, detail: impl Into<std::borrow::Cow<'static, str>>) -> Rejection {
+    Rejection::new(Reason::BadBody)
+        .operation(operation)
+        .detail(detail)
+}
+
+/// Adds [`BodyShape`] to a stack.
+#[derive(Clone, Debug)]
+pub struct BodyShapeLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    limit: usize,
+}
+
+impl BodyShapeLayer {
+    /// Buffers inspected bodies up to `limit` bytes (`body.limit`).
+    pub fn new(limit: usize) -> Self {
+        BodyShapeLayer {
+            shared: Arc::new(Shared { limit }),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for BodyShapeLayer {
+    type Service = BodyShape<S>;
+    fn layer(&self, inner: S) -> BodyShape<S> {
+        BodyShape {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// See the [module docs](self).
+#[derive(Debug)]
+pub struct BodyShape<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for BodyShape<S> {
+    fn clone(&self) -> Self {
+        BodyShape {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> tower_service::Service<Request<Body>> for BodyShape<S>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>> + Clone,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = BodyFuture<S, S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let route =
+            req.extensions().get::<Route>().copied().unwrap_or_else(|| {
+                Route::classify(req.method(), req.uri().path(), req.uri().query())
+            });
+        if !inspects(route) {
+            return BodyFuture::inner(self.inner.call(req));
+        }
+        let limit = self.shared.limit;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return BodyFuture::refused(too_large(route));
+        }
+        // The ready service goes into the future; a clone takes its place (tower's pattern).
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        BodyFuture {
+            state: State::Reading {
+                collect: Limited::new(body, limit).collect(),
+                parts: Some(parts),
+                service: Some(service),
+                route,
+            },
+        }
+    }
+}
+
+fn too_large(route: Route) -> Rejection {
+    Rejection::new(Reason::BodyTooLarge).operation(route.operation())
+}
+
+pin_project! {
+    /// The response future of [`BodyShape`]: read the body, check it, then call the inner
+    /// service (or answer with the refusal).
+    pub struct BodyFuture<S, F> {
+        #[pin]
+        state: State<S, F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, F> {
+        Reading {
+            #[pin]
+            collect: Collect<Limited<Body>>,
+            parts: Option<Parts>,
+            service: Option<S>,
+            route: Route,
+        },
+        Inner { #[pin] future: F },
+        Refused { rejection: Option<Rejection> },
+    }
+}
+
+impl<S, F> BodyFuture<S, F> {
+    fn inner(future: F) -> Self {
+        BodyFuture {
+            state: State::Inner { future },
+        }
+    }
+
+    fn refused(rejection: Rejection) -> Self {
+        BodyFuture {
+            state: State::Refused {
+                rejection: Some(rejection),
+            },
+        }
+    }
+}
+
+impl<S, F, E> Future for BodyFuture<S, F>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = E, Future = F>,
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            let next = match state.as_mut().project() {
+                StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Refused { rejection } => {
+                    let rejection = rejection
+                        .take()
+                        .unwrap_or_else(|| Rejection::new(Reason::GatewayInternal));
+                    return Poll::Ready(Ok(rejection.into_response()));
+                }
+                StateProj::Reading {
+                    collect,
+                    parts,
+                    service,
+                    route,
+                } => {
+                    let route = *route;
+                    let read = ready!(collect.poll(cx));
+                    match (read, parts.take(), service.take()) {
+                        (Ok(collected), Some(parts), Some(service)) => {
+                            forward(route, parts, service, collected.to_bytes())
+                        }
+                        (Err(error), ..) if error.downcast_ref::<LengthLimitError>().is_some() => {
+                            State::Refused {
+                                rejection: Some(too_large(route)),
+                            }
+                        }
+                        (Err(_), ..) => State::Refused {
+                            rejection: Some(bad_body(
+                                route.operation(),
+                                "the request body could not be read",
+                            )),
+                        },
+                        // Polled again after completion.
+                        (Ok(_), ..) => State::Refused { rejection: None },
+                    }
+                }
+            };
+            state.set(next);
+        }
+    }
+}
+
+/// Checks a buffered body; on success, calls the inner service with the original bytes.
+fn forward<S, F, E>(route: Route, mut parts: Parts, mut service: S, bytes: Bytes) -> State<S, F>
+where
+    S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = E, Future = F>,
+{
+    match check(route, parts.uri.query(), &bytes) {
+        Ok(key_body) => {
+            if let Some(key_body) = key_body {
+                parts.extensions.insert(key_body);
+            }
+            State::Inner {
+                future: service.call(Request::from_parts(parts, Body::full(bytes))),
+            }
+        }
+        Err(rejection) => State::Refused {
+            rejection: Some(rejection),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
