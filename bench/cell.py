@@ -38,7 +38,8 @@ def parse_oha(text):
     pct = o.get("latencyPercentiles") or {}
     statuses = {str(k): v for k, v in (o.get("statusCodeDistribution") or {}).items()}
     requests = sum(statuses.values())
-    errors = sum((o.get("errorDistribution") or {}).values())
+    # Requests still in flight when the duration ends are "aborted due to deadline": not failures.
+    errors = sum(v for k, v in (o.get("errorDistribution") or {}).items() if "deadline" not in k)
     seconds = summary.get("total") or 0.0
 
     def ms(key):
