@@ -238,7 +238,7 @@ pub fn generate_id() -> HeaderValue {
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let hi = splitmix(seed[0] ^ n);
-    let lo = seed[1].wrapping_add(n);
+    let lo = splitmix(seed[1].wrapping_add(n));
     let value: u128 = (u128::from(hi) << 64) | u128::from(lo);
     // Version 4, variant 10xx.
     let value = (value & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
