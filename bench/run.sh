@@ -27,7 +27,8 @@ CONNS=${CONNS:-32}               # keep-alive connections for the closed-loop ru
 LAT_CONNS=${LAT_CONNS:-32}       # connections oha may use for the fixed-rate runs
 LOW_RATE=${LOW_RATE:-1000}       # the fixed rate every candidate is measured at (req/s)
 HIGH_FRACTION=${HIGH_FRACTION:-0.8}  # "highest sustained rate" = this × the cell's closed-loop req/s
-RSS_CONNS=${RSS_CONNS:-1000}     # open keep-alive connections for the peak-RSS measurement
+RSS_CONNS=${RSS_CONNS:-1000}     # open keep-alive connections for the peak-RSS measurement (0: skip)
+LATENCY=${LATENCY:-1}            # 0: skip the fixed-rate (oha) latency cells
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 BASE_PORT=${BASE_PORT:-18080}
@@ -402,7 +403,7 @@ main() {
             done
         done
     done
-    if [ -n "$OHA" ]; then
+    if [ -n "$OHA" ] && [ "$LATENCY" = 1 ]; then
         for s in $SCENARIOS; do
             for c in $CANDIDATES; do
                 log "latency at $LOW_RATE req/s: $c / $s"
@@ -414,10 +415,12 @@ main() {
             done
         done
     fi
-    for c in $CANDIDATES; do
-        log "peak RSS with $RSS_CONNS keep-alive connections: $c"
-        wrk_cell "$c" valid 1 "$RSS_CONNS"
-    done
+    if [ "$RSS_CONNS" -gt 0 ]; then
+        for c in $CANDIDATES; do
+            log "peak RSS with $RSS_CONNS keep-alive connections: $c"
+            wrk_cell "$c" valid 1 "$RSS_CONNS"
+        done
+    fi
     local load_end
     load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -431,7 +434,7 @@ main() {
         wrk="$(wrk -v 2>&1 | head -1 | awk '{print $2}')" \
         oha="$([ -n "$OHA" ] && "$OHA" --version | awk '{print $2}' || echo missing)" \
         rustc="$(rustc --version | awk '{print $2}')" \
-        params="duration=${DURATION}s reps=$REPS conns=$CONNS lat_duration=${LAT_DURATION}s lat_conns=$LAT_CONNS low_rate=$LOW_RATE high_fraction=$HIGH_FRACTION rss_conns=$RSS_CONNS access_log=$ACCESS_LOG loadgen_cpu=$LOADGEN_CPU server_cpu=$SERVER_CPU" \
+        params="candidates=[$CANDIDATES] scenarios=[$SCENARIOS] latency=$LATENCY duration=${DURATION}s reps=$REPS conns=$CONNS lat_duration=${LAT_DURATION}s lat_conns=$LAT_CONNS low_rate=$LOW_RATE high_fraction=$HIGH_FRACTION rss_conns=$RSS_CONNS access_log=$ACCESS_LOG loadgen_cpu=$LOADGEN_CPU server_cpu=$SERVER_CPU" \
         kmsgate_ok="$KMSGATE_OK"
     log "wrote $OUT/latest.md and $OUT/latest.json"
     cat "$OUT/latest.md"
