@@ -229,7 +229,7 @@ start_all() {
     wait_http bare "http://127.0.0.1:$BARE_PORT/" 200
     haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejects $WORK/haproxy.cfg"
     start haproxy haproxy -db -f "$WORK/haproxy.cfg"
-    wait_http haproxy "http://127.0.0.1:$HAPROXY_PORT/" 400
+    wait_http haproxy "http://127.0.0.1:$HAPROXY_PORT/" 401   # 127.0.0.1 is not in allowedIP
     local cache
     for cache in nocache cache; do
         if ! "$KMSGATE" check-config "$WORK/kmsgate-$cache.toml" >/dev/null 2>"$WORK/check-$cache.err"; then
