@@ -32,7 +32,8 @@ LATENCY=${LATENCY:-1}            # 0: skip the fixed-rate (oha) latency cells
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 BASE_PORT=${BASE_PORT:-18080}
-ACCESS_LOG=${ACCESS_LOG:-1}      # 1: HAProxy and kmsgate both write an access line per request (to /dev/null)
+ACCESS_LOG=${ACCESS_LOG:-1}      # 1: HAProxy and kmsgate both write an access line per request
+LOG_SINK=${LOG_SINK:-file}       # where the servers' stdout/stderr (so the access logs) go: file (in the work dir) or null
 CANDIDATES=${CANDIDATES:-"none bare haproxy kmsgate-nocache kmsgate-cache"}
 SCENARIOS=${SCENARIOS:-"valid ip_refused bad_signature bad_body"}
 OUT=${OUT:-$HERE/results}
@@ -133,7 +134,9 @@ trap 'exit 130' INT TERM
 # Starts "$@" pinned to SERVER_CPU in the background, as candidate $1's process.
 start() {
     local name=$1; shift
-    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    local out="$WORK/$name.out" err="$WORK/$name.err"
+    if [ "$LOG_SINK" = null ]; then out=/dev/null err=/dev/null; fi
+    taskset -c "$SERVER_CPU" "$@" >"$out" 2>"$err" &
     PID[$name]=$!
 }
 
@@ -141,12 +144,12 @@ start() {
 wait_http() {
     local name=$1 url=$2 want=$3 i code
     for ((i = 0; i < 100; i++)); do
-        kill -0 "${PID[$name]}" 2>/dev/null || { cat "$WORK/$name.err" >&2; die "$name exited"; }
+        kill -0 "${PID[$name]}" 2>/dev/null || { cat "$WORK/$name.err" >&2 2>/dev/null; die "$name exited"; }
         code=$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" || true)
         [ "$code" = "$want" ] && return 0
         sleep 0.1
     done
-    cat "$WORK/$name.err" >&2
+    cat "$WORK/$name.err" >&2 2>/dev/null || true
     die "$name did not answer $want at $url"
 }
 
@@ -434,7 +437,7 @@ main() {
         wrk="$(wrk -v 2>&1 | head -1 | awk '{print $2}')" \
         oha="$([ -n "$OHA" ] && "$OHA" --version | awk '{print $2}' || echo missing)" \
         rustc="$(rustc --version | awk '{print $2}')" \
-        params="candidates=[$CANDIDATES] scenarios=[$SCENARIOS] latency=$LATENCY duration=${DURATION}s reps=$REPS conns=$CONNS lat_duration=${LAT_DURATION}s lat_conns=$LAT_CONNS low_rate=$LOW_RATE high_fraction=$HIGH_FRACTION rss_conns=$RSS_CONNS access_log=$ACCESS_LOG loadgen_cpu=$LOADGEN_CPU server_cpu=$SERVER_CPU" \
+        params="candidates=[$CANDIDATES] scenarios=[$SCENARIOS] latency=$LATENCY duration=${DURATION}s reps=$REPS conns=$CONNS lat_duration=${LAT_DURATION}s lat_conns=$LAT_CONNS low_rate=$LOW_RATE high_fraction=$HIGH_FRACTION rss_conns=$RSS_CONNS access_log=$ACCESS_LOG log_sink=$LOG_SINK loadgen_cpu=$LOADGEN_CPU server_cpu=$SERVER_CPU" \
         kmsgate_ok="$KMSGATE_OK"
     log "wrote $OUT/latest.md and $OUT/latest.json"
     cat "$OUT/latest.md"
