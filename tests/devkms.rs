@@ -793,6 +793,7 @@ async fn unwrap_needs_a_body_and_a_real_ciphertext() {
     let kp = Kp::start().await;
     let id = kp.create_root().await;
     // Shape errors are the gateway's to answer (the body layer runs before the KMS).
+    let calls = kp.gw.upstream_calls().await;
     let res = kp.action(&id, "unwrap", Style::Path, None).await;
     support::assert_rejected(&res, 400, "NO_BODY_ERR");
     assert_eq!(
@@ -811,6 +812,11 @@ async fn unwrap_needs_a_body_and_a_real_ciphertext() {
     assert_eq!(
         res.json()["resources"][0]["errorMsg"],
         "Bad Request: Unwrap with key could not be performed: Please see 'reasons' for more details (INVALID_FIELD_ERR)"
+    );
+    assert_eq!(
+        kp.gw.upstream_calls().await,
+        calls,
+        "the KMS saw neither refusal"
     );
     // Ciphertext of another key.
     let other = kp.create_root().await;

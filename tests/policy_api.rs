@@ -120,10 +120,16 @@ async fn mirror_persists_across_a_restart() {
     )
     .await;
     assert_eq!(res.status, 204);
+    let calls = gw.upstream_calls().await;
     assert_rejected(
         &create_standard_key(&gw).await,
         409,
         "KEY_CREATE_IMPORT_ACCESS_ERR",
+    );
+    assert_eq!(
+        gw.upstream_calls().await,
+        calls,
+        "the KMS never saw the refused create"
     );
     gw.shutdown().await;
 
@@ -140,6 +146,11 @@ async fn mirror_persists_across_a_restart() {
         &create_standard_key(&restarted).await,
         409,
         "KEY_CREATE_IMPORT_ACCESS_ERR",
+    );
+    assert_eq!(
+        restarted.upstream_calls().await,
+        0.0,
+        "the KMS never saw the refused create"
     );
 }
 
@@ -353,5 +364,11 @@ async fn a_crash_before_the_rename_leaves_the_old_policy() {
         204
     );
     assert!(!temp.exists(), "the next write replaces the leftover");
+    let seen = upstream.count();
     assert_rejected(&keys().await, 401, "UNAUTHORIZED_ERR");
+    assert_eq!(
+        upstream.count(),
+        seen,
+        "the upstream never saw the refused request"
+    );
 }

@@ -186,7 +186,14 @@ async fn a_corrupt_file_keeps_the_previous_policy_and_says_so() {
 
     // Fixed: the new policy applies.
     replace(&file, &allowed_ip(&["10.0.0.0/8"]));
-    assert_rejected(&until_status(&gw, 401).await, 401, "UNAUTHORIZED_ERR");
+    until_status(&gw, 401).await;
+    let seen = upstream.count();
+    assert_rejected(&get(&gw).await, 401, "UNAUTHORIZED_ERR");
+    assert_eq!(
+        upstream.count(),
+        seen,
+        "the upstream never saw the refused request"
+    );
 }
 
 #[tokio::test]
@@ -206,6 +213,11 @@ async fn a_configmap_symlink_swap_is_a_change() {
     std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(&name)).unwrap();
     let gw = TestGateway::start(&config(&upstream, &dir, "")).await;
     assert_rejected(&get(&gw).await, 401, "UNAUTHORIZED_ERR");
+    assert_eq!(
+        upstream.count(),
+        0,
+        "the upstream never saw the refused request"
+    );
 
     let second = version("2026_11_29_12_05_00.2", &allowed_ip(&["127.0.0.0/8"]));
     std::os::unix::fs::symlink(second.file_name().unwrap(), dir.join("..data_tmp")).unwrap();
@@ -455,6 +467,11 @@ async fn the_config_file_reloads_what_can_change_at_run_time() {
     };
     // The loopback peer is not a trusted proxy: the client is 127.0.0.1, outside 10.0.0.0/8.
     assert_rejected(&forwarded().await, 401, "UNAUTHORIZED_ERR");
+    assert_eq!(
+        upstream.count(),
+        0,
+        "the upstream never saw the refused request"
+    );
 
     replace(&file, &toml("\"127.0.0.0/8\"", "127.0.0.1:1"));
     let mut status = 0;

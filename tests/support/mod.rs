@@ -235,6 +235,24 @@ impl TestGateway {
         TestRequest::new(self.addrs.admin, "GET", path).send().await
     }
 
+    /// How many answers the upstream has given, whatever their status (the sum of
+    /// `kmsgate_upstream_responses_total`). For the embedded dev KMS, whose requests cannot be
+    /// recorded, this is how a test shows that a refused request never reached it.
+    pub async fn upstream_calls(&self) -> f64 {
+        let text = self.admin("/metrics").await.text();
+        ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .iter()
+            .map(|class| {
+                find_metric(
+                    &text,
+                    "kmsgate_upstream_responses_total",
+                    &[("status_class", class)],
+                )
+                .unwrap_or_else(|| panic!("no upstream response counter for {class}"))
+            })
+            .sum()
+    }
+
     /// The value of the first series of metric `name` whose labels include every pair in
     /// `labels`. Panics when there is none, so a missing metric fails the test.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
