@@ -223,27 +223,29 @@ impl tower_service::Service<Request<Body>> for Upstream {
 impl Remote {
     /// Rewrites a client request into the upstream request, in place.
     fn prepare(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
-        let path_and_query = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
-        let path_and_query: PathAndQuery = if self.base_path.is_empty() {
-            PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes()))
-        } else {
-            PathAndQuery::from_maybe_shared(Bytes::from(format!(
-                "{}{}",
-                self.base_path, path_and_query
-            )))
+        // The original path and query are reused as they are (a reference count, no copy);
+        // only an upstream base path makes a new one.
+        let mut parts = std::mem::take(req.uri_mut()).into_parts();
+        if !self.base_path.is_empty() {
+            let original = parts
+                .path_and_query
+                .as_ref()
+                .map_or("/", PathAndQuery::as_str);
+            let joined = format!("{}{original}", self.base_path);
+            parts.path_and_query = Some(
+                PathAndQuery::from_maybe_shared(Bytes::from(joined)).map_err(|_| {
+                    Rejection::new(Reason::GatewayInternal)
+                        .detail("the request path cannot be forwarded")
+                })?,
+            );
+        } else if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
         }
-        .map_err(|_| {
-            Rejection::new(Reason::GatewayInternal).detail("the request path cannot be forwarded")
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| {
+            Rejection::new(Reason::GatewayInternal).detail("the upstream URI cannot be built")
         })?;
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .map_err(|_| {
-                Rejection::new(Reason::GatewayInternal).detail("the upstream URI cannot be built")
-            })?;
-        *req.uri_mut() = uri;
         *req.version_mut() = Version::HTTP_11;
 
         let conn = req.extensions().get::<ConnInfo>().copied();
