@@ -21,6 +21,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod collection;
 pub mod config;
 pub mod conn;
 pub mod devkms;

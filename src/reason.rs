@@ -25,6 +25,7 @@ use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use crate::body::Body;
+use crate::collection::Collection;
 
 /// The `moreInfo` link Key Protect puts in every reason.
 pub const MORE_INFO: &str = "https://cloud.ibm.com/apidocs/key-protect";
@@ -463,17 +464,6 @@ impl Rejection {
     /// The envelope as JSON bytes.
     pub fn body(&self) -> Bytes {
         #[derive(Serialize)]
-        struct Envelope<'a> {
-            metadata: Metadata,
-            resources: [Resource<'a>; 1],
-        }
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Metadata {
-            collection_type: &'static str,
-            collection_total: u32,
-        }
-        #[derive(Serialize)]
         struct Resource<'a> {
             #[serde(rename = "errorMsg")]
             error_msg: String,
@@ -499,16 +489,11 @@ impl Rejection {
                 target: self.extra.as_deref().and_then(|e| e.target.as_ref()),
             }]
         });
-        let envelope = Envelope {
-            metadata: Metadata {
-                collection_type: ERROR_COLLECTION_TYPE,
-                collection_total: 1,
-            },
-            resources: [Resource {
-                error_msg: self.error_msg(),
-                reasons,
-            }],
-        };
+        let resources = [Resource {
+            error_msg: self.error_msg(),
+            reasons,
+        }];
+        let envelope = Collection::new(ERROR_COLLECTION_TYPE, &resources);
         // Serializing plain strings and numbers cannot fail.
         Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
     }

@@ -46,6 +46,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::body::Body;
+use crate::collection::Collection;
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::{Route, query_param};
 use store::Store;
@@ -251,27 +252,7 @@ pub(crate) fn collection<T: Serialize>(
     collection_type: &'static str,
     resources: &[T],
 ) -> Response<Body> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Metadata {
-        collection_type: &'static str,
-        collection_total: usize,
-    }
-    #[derive(Serialize)]
-    struct Collection<'a, T> {
-        metadata: Metadata,
-        resources: &'a [T],
-    }
-    json(
-        status,
-        &Collection {
-            metadata: Metadata {
-                collection_type,
-                collection_total: resources.len(),
-            },
-            resources,
-        },
-    )
+    json(status, &Collection::new(collection_type, resources))
 }
 
 /// A JSON response.

@@ -4,23 +4,12 @@
 
 use serde::Serialize;
 
+use crate::collection::Collection;
+
 use super::model::{Policy, PolicyMeta, PolicyRecords, PolicyType};
 
 /// The `collectionType` of policy documents.
 pub const POLICY_COLLECTION: &str = "application/vnd.ibm.kms.policy+json";
-
-#[derive(Serialize)]
-struct Document<'a> {
-    metadata: Metadata,
-    resources: Vec<Resource<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Metadata {
-    collection_type: &'static str,
-    collection_total: usize,
-}
 
 /// One policy as a GET shows it, in Key Protect's field order. Who and when are left out for a
 /// policy without recorded metadata (a hand-written file), rather than made up.
@@ -123,8 +112,9 @@ pub fn policy_of(records: &PolicyRecords, ty: PolicyType) -> Option<Policy> {
     }
 }
 
-fn document(records: &PolicyRecords, only: Option<PolicyType>) -> Document<'_> {
-    let resources: Vec<Resource<'_>> = PolicyType::ALL
+/// The policies of `records` as GET resources: every policy set (in a fixed order), or `only`.
+fn resources(records: &PolicyRecords, only: Option<PolicyType>) -> Vec<Resource<'_>> {
+    PolicyType::ALL
         .into_iter()
         .filter(|ty| only.is_none_or(|only| only == *ty))
         .filter_map(|ty| {
@@ -139,20 +129,14 @@ fn document(records: &PolicyRecords, only: Option<PolicyType>) -> Document<'_> {
                 policy_data: data(&policy),
             })
         })
-        .collect();
-    Document {
-        metadata: Metadata {
-            collection_type: POLICY_COLLECTION,
-            collection_total: resources.len(),
-        },
-        resources,
-    }
+        .collect()
 }
 
 /// The GET document of `records`: every policy set (in a fixed order), or only `only`.
 pub fn render_document(records: &PolicyRecords, only: Option<PolicyType>) -> Vec<u8> {
     // Serialising these plain structs to a Vec cannot fail.
-    serde_json::to_vec(&document(records, only)).unwrap_or_default()
+    let resources = resources(records, only);
+    serde_json::to_vec(&Collection::new(POLICY_COLLECTION, &resources)).unwrap_or_default()
 }
 
 /// A `200` response carrying [`render_document`] (the gateway's own policy API and the dev
@@ -171,7 +155,8 @@ pub fn document_response(
 
 /// [`render_document`], indented for a file an operator reads and diffs.
 pub fn render_document_pretty(records: &PolicyRecords) -> Vec<u8> {
-    serde_json::to_vec_pretty(&document(records, None)).unwrap_or_default()
+    let resources = resources(records, None);
+    serde_json::to_vec_pretty(&Collection::new(POLICY_COLLECTION, &resources)).unwrap_or_default()
 }
 
 #[cfg(test)]
