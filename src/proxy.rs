@@ -177,10 +177,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
 
     fn call(&mut self, mut req: Request<Body>) -> UpstreamFuture {
         let version = req.version();
-        let operation = req
-            .extensions()
-            .get::<Route>()
-            .map_or(Operation::REQUEST, |r| r.operation());
+        let operation = Route::of(&req).operation();
         let start = Instant::now();
         let metrics = self.metrics.clone();
         match &mut self.target {

@@ -158,6 +158,15 @@ impl Route {
         }
     }
 
+    /// The request's route: the one the observe layer classified (a request extension) or, for a
+    /// layer used without it, classified now.
+    pub fn of<B>(req: &http::Request<B>) -> Route {
+        req.extensions()
+            .get::<Route>()
+            .copied()
+            .unwrap_or_else(|| Route::classify(req.method(), req.uri().path(), req.uri().query()))
+    }
+
     /// True for the key actions (both URL styles).
     pub fn is_key_action(self) -> bool {
         matches!(

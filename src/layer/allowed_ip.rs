@@ -13,6 +13,7 @@ use http::Request;
 use crate::body::Body;
 use crate::conn::{ClientAddr, ConnInfo};
 use crate::layer::guard::{Check, Guard, GuardLayer};
+use crate::layer::refusal;
 use crate::layer::shadow;
 use crate::policy::ActivePolicy;
 use crate::policy::model::PolicyType;
@@ -36,15 +37,6 @@ pub fn check(policy: &ActivePolicy, route: Option<Route>, client: IpAddr) -> Res
         Ok(())
     } else {
         Err(Reason::Unauthorized)
-    }
-}
-
-/// The refusal for `reason`, naming the route's operation.
-pub fn rejection(reason: Reason, route: Option<Route>) -> Rejection {
-    let rejection = Rejection::new(reason);
-    match route {
-        Some(route) => rejection.operation(route.operation()),
-        None => rejection,
     }
 }
 
@@ -75,8 +67,7 @@ impl Check for AllowedIpCheck {
         let (Some(policy), Some(client)) = (ext.get::<Arc<ActivePolicy>>(), client) else {
             return Ok(());
         };
-        let route = ext.get::<Route>().copied();
-        let Err(reason) = check(policy, route, client) else {
+        let Err(reason) = check(policy, Some(Route::of(req)), client) else {
             return Ok(());
         };
         let note = match reason {
@@ -84,7 +75,7 @@ impl Check for AllowedIpCheck {
             _ => "allowedIP: client outside every range",
         };
         if shadow::refuses(ext, policy, PolicyType::AllowedIp, reason, note) {
-            return Err(rejection(reason, route));
+            return Err(refusal(reason, req));
         }
         Ok(())
     }
@@ -162,15 +153,16 @@ mod tests {
     #[test]
     fn refusal_envelopes() {
         let p = policy(&["10.0.0.0/8"], true);
-        let r = rejection(check(&p, None, ip("1.1.1.1")).unwrap_err(), None);
+        let req = Request::get("/api/v2/keys").body(Body::empty()).unwrap();
+        let r = refusal(check(&p, None, ip("1.1.1.1")).unwrap_err(), &req);
         assert_eq!(
             r.error_msg(),
             "Unauthorized: The user does not have access to the specified resource"
         );
         let r = check(&p, None, ip("::1")).unwrap_err();
         assert_eq!(r.status(), 403);
-        let route = Route::classify(&http::Method::POST, "/api/v2/keys", None);
-        let r = rejection(r, Some(route));
+        let req = Request::post("/api/v2/keys").body(Body::empty()).unwrap();
+        let r = refusal(r, &req);
         assert!(
             r.error_msg()
                 .starts_with("Forbidden: Key could not be created"),

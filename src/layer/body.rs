@@ -294,10 +294,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let route =
-            req.extensions().get::<Route>().copied().unwrap_or_else(|| {
-                Route::classify(req.method(), req.uri().path(), req.uri().query())
-            });
+        let route = Route::of(&req);
         if !inspects(route) {
             return BodyFuture::inner(self.inner.call(req));
         }

@@ -12,12 +12,11 @@ use std::sync::Arc;
 use http::{HeaderName, Request};
 
 use crate::body::Body;
-use crate::layer::allowed_ip::rejection;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
+use crate::layer::refusal;
 use crate::policy::{ActivePolicy, PolicyStore};
 use crate::reason::{Reason, Rejection};
-use crate::route::Route;
 
 /// The header that names the Key Protect instance.
 pub const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance");
@@ -51,7 +50,7 @@ impl Check for InstanceCheck {
         if let Some(log) = ext.get::<Arc<RequestLog>>() {
             log.set_note("instance has no policies (policies.unknown_instance = reject)");
         }
-        Err(rejection(Reason::Unauthorized, ext.get::<Route>().copied()))
+        Err(refusal(Reason::Unauthorized, req))
     }
 }
 

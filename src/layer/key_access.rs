@@ -141,10 +141,7 @@ impl KeyAccessLayer {
 impl Check for KeyAccessCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         let extensions = req.extensions();
-        let route = extensions
-            .get::<Route>()
-            .copied()
-            .unwrap_or_else(|| Route::classify(req.method(), req.uri().path(), req.uri().query()));
+        let route = Route::of(req);
         let active = extensions.get::<Arc<ActivePolicy>>();
         let policy = active.and_then(|p| p.model.key_create_import_access.as_ref());
         let Err(refusal) = check(route, extensions.get::<KeyBody>(), policy) else {

@@ -8,11 +8,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::Response;
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 
 use crate::body::Body;
-use crate::reason::Rejection;
+use crate::reason::{Reason, Rejection};
+use crate::route::Route;
 
 pub mod allowed_ip;
 pub mod bearer;
@@ -25,6 +26,11 @@ pub mod network;
 pub mod observe;
 pub mod policy_api;
 pub mod shadow;
+
+/// A refusal with `reason` that names the request's operation in its `errorMsg`.
+pub fn refusal<B>(reason: Reason, req: &Request<B>) -> Rejection {
+    Rejection::new(reason).operation(Route::of(req).operation())
+}
 
 pin_project! {
     /// The response future of a layer that either refuses at once or calls the inner service.

@@ -14,13 +14,12 @@ use http::{Request, header};
 use crate::body::Body;
 use crate::config::NetworkConfig;
 use crate::conn::{ClientAddr, ConnInfo, ListenerKind};
-use crate::layer::allowed_ip::rejection;
 use crate::layer::guard::{Check, Guard, GuardLayer};
+use crate::layer::refusal;
 use crate::layer::shadow;
 use crate::policy::model::PolicyType;
 use crate::policy::{ActivePolicy, IpSet};
 use crate::reason::{Reason, Rejection};
-use crate::route::Route;
 
 /// What makes a request private; built once from `[network]`.
 #[derive(Debug, Default)]
@@ -137,7 +136,7 @@ impl Check for NetworkCheck {
         };
         let note = "allowedNetwork private-only: request not private";
         if shadow::refuses(ext, policy, PolicyType::AllowedNetwork, reason, note) {
-            return Err(rejection(reason, ext.get::<Route>().copied()));
+            return Err(refusal(reason, req));
         }
         Ok(())
     }
