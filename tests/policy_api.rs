@@ -165,6 +165,10 @@ async fn mirror_applies_nothing_the_backend_refused() {
     let gw = TestGateway::start(&config(&upstream.url(), &dir, "mirror")).await;
     let res = put(&gw, "?policy=allowedIP", &allowed_ip(&["10.0.0.0/8"])).await;
     assert_eq!(res.status, 409);
+    assert!(
+        res.header("kmsgate-reason").is_none(),
+        "the backend refused, not the gateway"
+    );
     assert_eq!(upstream.count(), 1);
     assert!(!dir.join(format!("{INSTANCE}.json")).exists());
     upstream.respond_with(200, "{}");

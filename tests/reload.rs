@@ -240,7 +240,12 @@ async fn sighup_reloads() {
     replace(&file, &allowed_ip(&["127.0.0.0/8"]));
     // Give the reload task time to install its handler, then check nothing reloaded by itself.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(get(&gw).await.status, 401);
+    assert_rejected(&get(&gw).await, 401, "UNAUTHORIZED_ERR");
+    assert_eq!(
+        upstream.count(),
+        0,
+        "the upstream never saw a refused request"
+    );
     let status = std::process::Command::new("kill")
         .args(["-HUP", &std::process::id().to_string()])
         .status()
