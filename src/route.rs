@@ -167,6 +167,20 @@ impl Route {
             .unwrap_or_else(|| Route::classify(req.method(), req.uri().path(), req.uri().query()))
     }
 
+    /// True for the key actions Key Protect allows on root keys only (a standard key answers
+    /// `KEY_ROOT_REQ_ERR`).
+    pub fn needs_root_key(self) -> bool {
+        matches!(
+            self,
+            Route::KeyWrap
+                | Route::KeyUnwrap
+                | Route::KeyRewrap
+                | Route::KeyRotate
+                | Route::KeyEnable
+                | Route::KeyDisable
+        )
+    }
+
     /// True for the key actions (both URL styles).
     pub fn is_key_action(self) -> bool {
         matches!(

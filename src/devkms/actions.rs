@@ -48,16 +48,7 @@ pub(crate) fn perform(
     let route = call.route;
     let body: Option<ActionBody> = call.json()?;
     let key = keys::live(instance, call)?;
-    let root_only = matches!(
-        route,
-        Route::KeyWrap
-            | Route::KeyUnwrap
-            | Route::KeyRewrap
-            | Route::KeyRotate
-            | Route::KeyEnable
-            | Route::KeyDisable
-    );
-    if root_only && !key.is_root() {
+    if route.needs_root_key() && !key.is_root() {
         return Err(call.reject(Reason::KeyRootReq));
     }
     // Enable needs a disabled key; every other action an active one.
