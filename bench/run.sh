@@ -362,6 +362,31 @@ profile() {
     sleep 1
     perf record -q -F 999 -g -p "$pid" -o "$WORK/perf.data" -- sleep $((DURATION > 3 ? DURATION - 2 : 1)) >/dev/null 2>&1
     wait "$wrk_pid"
+    # Syscalls per request, by name, in a second (unprofiled) run of the same load.
+    taskset -c "$LOADGEN_CPU" timeout $((DURATION + 30)) wrk -t1 -c"$CONNS" -d3s \
+        -s "$WORK/wrk-$scen.lua" "http://127.0.0.1:${PORT[$cand]}$WRAP_PATH" >"$WORK/syscalls-wrk.out" &
+    wrk_pid=$!
+    sleep 0.5
+    perf stat -x, -e 'syscalls:sys_enter_*' -p "$pid" -o "$WORK/syscalls.csv" -- sleep 2 >/dev/null 2>&1 || true
+    perf stat -x, -e 'syscalls:sys_enter_*' -p "${PID[stub]}" -o "$WORK/syscalls-stub.csv" -- sleep 0.01 >/dev/null 2>&1 || true
+    wait "$wrk_pid"
+    local sys_requests
+    sys_requests=$(sed -n 's/^WRKJSON .*"requests":\([0-9]*\).*/\1/p' "$WORK/syscalls-wrk.out")
+    python3 - "$WORK/syscalls.csv" "$sys_requests" <<'PY' || true
+import sys
+path, requests = sys.argv[1], int(sys.argv[2] or 0)
+# The counts cover 2 s of a 3 s run: scale the requests accordingly.
+per = max(requests * 2 / 3, 1)
+rows = []
+for line in open(path):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0].isdigit() and int(f[0]) > 0:
+        rows.append((int(f[0]), f[2].replace("syscalls:sys_enter_", "")))
+rows.sort(reverse=True)
+print("syscalls per request: %.2f" % (sum(n for n, _ in rows) / per))
+for n, name in rows[:12]:
+    print("  %-20s %6.2f" % (name, n / per))
+PY
     c1=$(cpu_ticks "$pid")
     requests=$(sed -n 's/^WRKJSON .*"requests":\([0-9]*\).*/\1/p' "$WORK/profile-wrk.out")
     [ -n "$requests" ] && [ "$requests" -gt 0 ] || die "the profiling run served no requests"
