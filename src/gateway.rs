@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower_layer::Layer;
 
+use crate::access_log::AccessLog;
 use crate::admin::{self, Readiness};
 use crate::config::reload::{ConfigReload, LiveRules};
 use crate::config::{Config, ConfigError, ListenerName};
@@ -40,13 +41,14 @@ pub type Stack = Observe<
 pub fn stack(
     config: &Config,
     metrics: &Metrics,
+    access_log: Option<AccessLog>,
     policies: &Arc<PolicySource>,
     upstream: Upstream,
     bearer: &BearerLayer,
     live: &LiveRules,
 ) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
-    let observe = ObserveLayer::new(metrics.clone(), config.log.access_log);
+    let observe = ObserveLayer::new(metrics.clone(), access_log);
     // client_ip: the peer, or the trusted-proxy walk of X-Forwarded-For / Forwarded.
     // (trusted proxies and [network] come from `live`, which a config reload swaps.)
     let client_ip = ClientIpLayer::live(live.client_ip.clone());
@@ -90,6 +92,7 @@ pub struct Gateway {
     bearer: BearerLayer,
     live: LiveRules,
     config_path: Option<std::path::PathBuf>,
+    access_log: Option<AccessLog>,
     stack: Stack,
     public: TcpListener,
     private: Option<TcpListener>,
@@ -118,7 +121,16 @@ impl Gateway {
         let policies = Arc::new(PolicySource::new(config.policies.clone(), store, &metrics));
         let bearer = BearerLayer::from_config(&config.auth, metrics.registry())?;
         let live = LiveRules::new(&config);
-        let stack = stack(&config, &metrics, &policies, upstream, &bearer, &live);
+        let access_log = AccessLog::from_config(&config.log, metrics.registry());
+        let stack = stack(
+            &config,
+            &metrics,
+            access_log.clone(),
+            &policies,
+            upstream,
+            &bearer,
+            &live,
+        );
         let tls = config
             .listen
             .tls
@@ -145,6 +157,7 @@ impl Gateway {
             bearer,
             live,
             config_path: None,
+            access_log,
             stack,
             public,
             private,
@@ -253,6 +266,9 @@ impl Gateway {
         while tasks.join_next().await.is_some() {}
         let _ = admin_task.await;
         let _ = reload_task.await;
+        if let Some(access_log) = &self.access_log {
+            access_log.flush();
+        }
         tracing::info!("drained; bye");
     }
 }

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
+pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod body;

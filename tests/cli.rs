@@ -202,6 +202,24 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0));
+    // The in-flight request's access-log line was written before the exit (it is buffered
+    // for a second otherwise): nothing is lost on the way out.
+    let correlation_id = res.header("correlation-id").unwrap().to_owned();
+    let mut access = Vec::new();
+    // The reader thread ends at the end of stderr (the process has exited).
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) {
+        if line.contains("kmsgate::access: request") {
+            access.push(line);
+        }
+    }
+    assert_eq!(access.len(), 1, "{access:?}");
+    assert!(
+        access[0].contains("method=GET")
+            && access[0].contains("status=200")
+            && access[0].contains(&format!("correlation_id={correlation_id}")),
+        "{}",
+        access[0]
+    );
 }
 
 /// Kills the child process if the test ends early.

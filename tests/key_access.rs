@@ -47,7 +47,7 @@ impl PolicyGateway {
         };
         let upstream = Upstream::new(&config, metrics.clone()).expect("upstream");
         let stack = ServiceBuilder::new()
-            .layer(ObserveLayer::new(metrics, false))
+            .layer(ObserveLayer::new(metrics, None))
             .map_request(move |mut req: Request<Body>| {
                 req.extensions_mut().insert(policy.clone());
                 req

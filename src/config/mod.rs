@@ -170,6 +170,10 @@ pub struct LogConfig {
     pub level: String,
     /// Write one access-log line per request (target `kmsgate::access`).
     pub access_log: bool,
+    /// How often buffered access-log lines are written out (and at 64 KiB pending, and on
+    /// shutdown); `0s` writes every line at once.
+    #[serde(with = "duration")]
+    pub access_log_flush: Duration,
 }
 
 impl Default for LogConfig {
@@ -178,6 +182,7 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             level: "info".to_owned(),
             access_log: true,
+            access_log_flush: Duration::from_secs(1),
         }
     }
 }

@@ -8,9 +8,10 @@
 //! - **Metrics**: `kmsgate_requests_total{route,outcome}`, the latency histogram, and
 //!   `kmsgate_rejections_total{code,status}` for refusals (read from the [`Rejected`] marker,
 //!   so the count happens in one place).
-//! - **Access log**: one line per request (target `kmsgate::access`): method, route, status,
-//!   reason code, upstream status, latency, correlation id, peer and client addresses, subject.
-//!   Never the Authorization header, bodies or key material.
+//! - **Access log**: one line per request (target `kmsgate::access`, written in batches by
+//!   [`AccessLog`]): method, route, status, reason code, upstream status, latency, correlation
+//!   id, peer and client addresses, subject. Never the Authorization header, bodies or key
+//!   material.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +24,7 @@ use http::{HeaderName, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
+use crate::access_log::{AccessLog, Entry};
 use crate::body::Body;
 use crate::conn::ConnInfo;
 use crate::metrics::{Metrics, Outcome};
@@ -84,12 +86,12 @@ pub struct ObserveLayer {
 #[derive(Debug)]
 struct Shared {
     metrics: Metrics,
-    access_log: bool,
+    access_log: Option<AccessLog>,
 }
 
 impl ObserveLayer {
-    /// Counts into `metrics`; writes access-log lines when `access_log` is set.
-    pub fn new(metrics: Metrics, access_log: bool) -> Self {
+    /// Counts into `metrics`; writes access-log lines to `access_log`, if any.
+    pub fn new(metrics: Metrics, access_log: Option<AccessLog>) -> Self {
         ObserveLayer {
             shared: Arc::new(Shared {
                 metrics,
@@ -186,7 +188,8 @@ where
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Ready(Ok(response)) => response,
         };
-        let seconds = this.start.elapsed().as_secs_f64();
+        let elapsed = this.start.elapsed();
+        let seconds = elapsed.as_secs_f64();
         let rejected = response.extensions().get::<Rejected>().map(|r| r.0);
         let from_upstream = response.extensions().get::<FromUpstream>().is_some();
         let outcome = match rejected {
@@ -206,25 +209,22 @@ where
             this.shared.metrics.shadow_rejection(reason);
         }
         let correlation_id = this.correlation_id.take().unwrap_or_else(generate_id);
-        if this.shared.access_log {
+        if let Some(access_log) = &this.shared.access_log {
             let status = response.status().as_u16();
-            let upstream_status = from_upstream.then_some(status);
-            tracing::info!(
-                target: "kmsgate::access",
-                method = %this.method,
-                route = this.route.as_str(),
+            access_log.record(&Entry {
+                method: this.method.as_str(),
+                route: this.route.as_str(),
                 status,
-                reason = rejected.map(|r| r.code()),
-                upstream_status,
-                latency_ms = seconds * 1000.0,
-                correlation_id = correlation_id.to_str().unwrap_or(""),
-                peer = this.peer.map(|p| p.ip()).map(tracing::field::display),
-                client = this.log.client.get().map(tracing::field::display),
-                subject = this.log.subject.get().map(|s| &**s),
-                note = this.log.note.get().copied(),
-                shadow = shadow.map(|r| r.code()),
-                "request"
-            );
+                reason: rejected.map(|r| r.code()),
+                upstream_status: from_upstream.then_some(status),
+                latency: elapsed,
+                correlation_id: correlation_id.to_str().unwrap_or(""),
+                peer: this.peer.map(|p| p.ip()),
+                client: this.log.client.get().copied(),
+                subject: this.log.subject.get().map(|s| &**s),
+                note: this.log.note.get().copied(),
+                shadow: shadow.map(|r| r.code()),
+            });
         }
         response
             .headers_mut()
