@@ -12,7 +12,8 @@ import json
 import os
 import statistics
 
-CANDIDATES = ["none", "bare", "haproxy", "kmsgate-nocache", "kmsgate-cache"]
+CANDIDATES = ["none", "bare", "haproxy", "kmsgate-nocache", "kmsgate-cache",
+              "kmsgate-nocache-before", "kmsgate-cache-before"]
 SCENARIOS = ["valid", "ip_refused", "bad_signature", "bad_body"]
 LABEL = {
     "none": "no gateway",
@@ -20,6 +21,8 @@ LABEL = {
     "haproxy": "HAProxy 2.6",
     "kmsgate-nocache": "kmsgate, cache off",
     "kmsgate-cache": "kmsgate, cache on",
+    "kmsgate-nocache-before": "kmsgate before, cache off",
+    "kmsgate-cache-before": "kmsgate before, cache on",
 }
 SCENARIO_LABEL = {
     "valid": "valid wrap (200)",
@@ -192,6 +195,8 @@ def markdown(meta, rows, rss, goals):
                  % (meta.get("commit", "?"), meta.get("haproxy", "?"), meta.get("wrk", "?"),
                     meta.get("oha", "?"), meta.get("rustc", "?")))
     lines.append("- Parameters: %s" % meta.get("params", "?"))
+    if meta.get("before"):
+        lines.append("- \"kmsgate before\": %s, same configs, interleaved in this run" % meta["before"])
     if meta.get("kmsgate_ok") == "0":
         lines.append("- **kmsgate candidates missing**: this build did not accept the benchmark config.")
     lines.append("")

@@ -4,6 +4,9 @@
 #
 #   bash bench/run.sh            # installs haproxy/wrk (apt) and oha (cargo), builds, runs (~10 min)
 #   QUICK=1 bash bench/run.sh    # one short repetition, for trying the harness (~3 min)
+#   KMSGATE_BEFORE_BIN=old/kmsgate bash bench/run.sh
+#                                # adds kmsgate-nocache-before / kmsgate-cache-before: an older
+#                                # build with the same configs, interleaved in the same run
 #
 # Candidates: none (load straight at the upstream stub), bare (hyper pass-through, no layers),
 # haproxy (HAProxy 2.6 with the equivalent checks), kmsgate-nocache, kmsgate-cache.
@@ -34,6 +37,7 @@ SERVER_CPU=${SERVER_CPU:-1}
 BASE_PORT=${BASE_PORT:-18080}
 ACCESS_LOG=${ACCESS_LOG:-1}      # 1: HAProxy and kmsgate both write an access line per request
 LOG_SINK=${LOG_SINK:-file}       # where the servers' stdout/stderr (so the access logs) go: file (in the work dir) or null
+CANDIDATES_SET=$([ -n "${CANDIDATES:-}" ] && echo 1 || echo 0)
 CANDIDATES=${CANDIDATES:-"none bare haproxy kmsgate-nocache kmsgate-cache"}
 SCENARIOS=${SCENARIOS:-"valid ip_refused bad_signature bad_body"}
 OUT=${OUT:-$HERE/results}
@@ -47,8 +51,9 @@ BARE_PORT=$((BASE_PORT + 1))
 HAPROXY_PORT=$((BASE_PORT + 2))
 KMSGATE_NOCACHE_PORT=$((BASE_PORT + 3))
 KMSGATE_CACHE_PORT=$((BASE_PORT + 4))
-KMSGATE_NOCACHE_ADMIN=$((BASE_PORT + 13))
-KMSGATE_CACHE_ADMIN=$((BASE_PORT + 14))
+KMSGATE_NOCACHE_BEFORE_PORT=$((BASE_PORT + 5))
+KMSGATE_CACHE_BEFORE_PORT=$((BASE_PORT + 6))
+# kmsgate-VARIANT's admin port is its public port + 10.
 
 # What both gateways enforce.
 ISSUER="https://iam.example.test/identity"
@@ -102,6 +107,10 @@ install_tools() {
 # ---------------------------------------------------------------------------------------------
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KMSGATE=${KMSGATE_BIN:-$TARGET_DIR/release/kmsgate}   # KMSGATE_BIN: measure another kmsgate build
+KMSGATE_BEFORE=${KMSGATE_BEFORE_BIN:-}                 # an older build to compare with, in the same run
+if [ -n "$KMSGATE_BEFORE" ] && [ "${CANDIDATES_SET:-0}" = 0 ]; then
+    CANDIDATES="$CANDIDATES kmsgate-nocache-before kmsgate-cache-before"
+fi
 STUB=$TARGET_DIR/release/examples/bench-upstream-stub
 BARE=$TARGET_DIR/release/examples/bench-bare-proxy
 build() {
@@ -110,7 +119,9 @@ build() {
         (cd "$ROOT" && cargo build --release --bin kmsgate \
             --example bench-upstream-stub --example bench-bare-proxy >&2)
     fi
-    for bin in "$KMSGATE" "$STUB" "$BARE"; do [ -x "$bin" ] || die "not built: $bin"; done
+    for bin in "$KMSGATE" "$STUB" "$BARE" ${KMSGATE_BEFORE:+"$KMSGATE_BEFORE"}; do
+        [ -x "$bin" ] || die "not built: $bin"
+    done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -203,13 +214,12 @@ write_configs() {
         PORT="$HAPROXY_PORT" UPSTREAM="127.0.0.1:$STUB_PORT" LOG_GLOBAL="$log_global" \
         TRUSTED="$TRUSTED" ALLOWED_IPS="$ALLOWED_IPS" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" \
         LEEWAY="$LEEWAY"
-    local cache port admin
-    for cache in nocache cache; do
-        if [ $cache = cache ]; then port=$KMSGATE_CACHE_PORT admin=$KMSGATE_CACHE_ADMIN
-        else port=$KMSGATE_NOCACHE_PORT admin=$KMSGATE_NOCACHE_ADMIN; fi
+    local variant port cache
+    for variant in nocache cache nocache-before cache-before; do
+        port=${PORT[kmsgate-$variant]} cache=${variant%-before}
         # shellcheck disable=SC2086
-        fill "$HERE/config/kmsgate.toml.in" "$WORK/kmsgate-$cache.toml" \
-            PORT="$port" ADMIN_PORT="$admin" UPSTREAM="127.0.0.1:$STUB_PORT" \
+        fill "$HERE/config/kmsgate.toml.in" "$WORK/kmsgate-$variant.toml" \
+            PORT="$port" ADMIN_PORT="$((port + 10))" UPSTREAM="127.0.0.1:$STUB_PORT" \
             ACCESS_LOG="$access_log" TRUSTED_LIST="$(quoted_list $TRUSTED)" \
             ALLOWED_LIST="$(quoted_list $ALLOWED_IPS)" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" \
             LEEWAY="$LEEWAY" DIR="$WORK" \
@@ -222,7 +232,8 @@ write_configs() {
 # 6. Candidates
 # ---------------------------------------------------------------------------------------------
 declare -A PORT=([none]=$STUB_PORT [bare]=$BARE_PORT [haproxy]=$HAPROXY_PORT
-    [kmsgate-nocache]=$KMSGATE_NOCACHE_PORT [kmsgate-cache]=$KMSGATE_CACHE_PORT)
+    [kmsgate-nocache]=$KMSGATE_NOCACHE_PORT [kmsgate-cache]=$KMSGATE_CACHE_PORT
+    [kmsgate-nocache-before]=$KMSGATE_NOCACHE_BEFORE_PORT [kmsgate-cache-before]=$KMSGATE_CACHE_BEFORE_PORT)
 KMSGATE_OK=1
 start_all() {
     start stub "$STUB" "127.0.0.1:$STUB_PORT"
@@ -233,18 +244,20 @@ start_all() {
     haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejects $WORK/haproxy.cfg"
     start haproxy haproxy -db -f "$WORK/haproxy.cfg"
     wait_http haproxy "http://127.0.0.1:$HAPROXY_PORT/" 401   # 127.0.0.1 is not in allowedIP
-    local cache
-    for cache in nocache cache; do
-        if ! "$KMSGATE" check-config "$WORK/kmsgate-$cache.toml" >/dev/null 2>"$WORK/check-$cache.err"; then
+    local variant bin
+    for variant in nocache cache nocache-before cache-before; do
+        case " $CANDIDATES " in *" kmsgate-$variant "*) ;; *) continue ;; esac
+        bin=$KMSGATE
+        [ "${variant%-before}" != "$variant" ] && bin=$KMSGATE_BEFORE
+        [ -n "$bin" ] || die "kmsgate-$variant needs KMSGATE_BEFORE_BIN"
+        if ! "$bin" check-config "$WORK/kmsgate-$variant.toml" >/dev/null 2>"$WORK/check-$variant.err"; then
             log "kmsgate does not accept the benchmark config (are [auth] and the policy parser built in?):"
-            cat "$WORK/check-$cache.err" >&2
+            cat "$WORK/check-$variant.err" >&2
             KMSGATE_OK=0
             continue
         fi
-        start "kmsgate-$cache" "$KMSGATE" --config "$WORK/kmsgate-$cache.toml"
-        local admin=$KMSGATE_NOCACHE_ADMIN
-        [ $cache = cache ] && admin=$KMSGATE_CACHE_ADMIN
-        wait_http "kmsgate-$cache" "http://127.0.0.1:$admin/readyz" 200
+        start "kmsgate-$variant" "$bin" --config "$WORK/kmsgate-$variant.toml"
+        wait_http "kmsgate-$variant" "http://127.0.0.1:$((${PORT[kmsgate-$variant]} + 10))/readyz" 200
     done
     if [ "$KMSGATE_OK" = 0 ]; then
         CANDIDATES=$(printf '%s\n' $CANDIDATES | grep -v '^kmsgate' | tr '\n' ' ')
@@ -463,7 +476,8 @@ main() {
         oha="$([ -n "$OHA" ] && "$OHA" --version | awk '{print $2}' || echo missing)" \
         rustc="$(rustc --version | awk '{print $2}')" \
         params="candidates=[$CANDIDATES] scenarios=[$SCENARIOS] latency=$LATENCY duration=${DURATION}s reps=$REPS conns=$CONNS lat_duration=${LAT_DURATION}s lat_conns=$LAT_CONNS low_rate=$LOW_RATE high_fraction=$HIGH_FRACTION rss_conns=$RSS_CONNS access_log=$ACCESS_LOG log_sink=$LOG_SINK loadgen_cpu=$LOADGEN_CPU server_cpu=$SERVER_CPU" \
-        kmsgate_ok="$KMSGATE_OK"
+        kmsgate_ok="$KMSGATE_OK" \
+        before="${KMSGATE_BEFORE:+$KMSGATE_BEFORE ($("$KMSGATE_BEFORE" --version 2>/dev/null | head -1))}"
     log "wrote $OUT/latest.md and $OUT/latest.json"
     cat "$OUT/latest.md"
 }
