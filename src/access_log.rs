@@ -26,6 +26,9 @@ use prometheus::{IntCounter, Registry};
 
 use crate::config::{LogConfig, LogFormat};
 
+mod line;
+use line::{write_json, write_text};
+
 /// Pending bytes that wake the writer before its interval is up.
 const FLUSH_AT: usize = 64 * 1024;
 /// Pending bytes beyond which new lines are dropped (and counted) instead of buffered.
@@ -220,95 +223,6 @@ impl Shared {
             }
         }
     }
-}
-
-/// `2026-11-29T13:24:00.123456Z  INFO kmsgate::access: request method=POST route=wrap …`, the
-/// shape of the other text log lines.
-fn write_text(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
-    let _ = write!(
-        out,
-        "{}  INFO kmsgate::access: request method={} route={} status={}",
-        humantime::format_rfc3339_micros(now),
-        e.method,
-        e.route,
-        e.status
-    );
-    if let Some(reason) = e.reason {
-        let _ = write!(out, " reason={reason}");
-    }
-    if let Some(status) = e.upstream_status {
-        let _ = write!(out, " upstream_status={status}");
-    }
-    let _ = write!(
-        out,
-        " latency_ms={:.3} correlation_id={}",
-        e.latency.as_secs_f64() * 1000.0,
-        e.correlation_id
-    );
-    if let Some(peer) = e.peer {
-        let _ = write!(out, " peer={peer}");
-    }
-    if let Some(client) = e.client {
-        let _ = write!(out, " client={client}");
-    }
-    if let Some(subject) = e.subject {
-        // Debug quoting escapes quotes and control characters a token's subject might hold.
-        let _ = write!(out, " subject={subject:?}");
-    }
-    if let Some(note) = e.note {
-        let _ = write!(out, " note={note:?}");
-    }
-    if let Some(shadow) = e.shadow {
-        let _ = write!(out, " shadow={shadow}");
-    }
-    out.push(b'\n');
-}
-
-/// One JSON object per line, with the fields of the other JSON log lines.
-fn write_json(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
-    let _ = write!(
-        out,
-        "{{\"timestamp\":\"{}\",\"level\":\"INFO\",\"target\":\"kmsgate::access\",\"message\":\"request\",\"method\":",
-        humantime::format_rfc3339_micros(now)
-    );
-    json_str(out, e.method);
-    let _ = write!(out, ",\"route\":\"{}\",\"status\":{}", e.route, e.status);
-    if let Some(reason) = e.reason {
-        let _ = write!(out, ",\"reason\":\"{reason}\"");
-    }
-    if let Some(status) = e.upstream_status {
-        let _ = write!(out, ",\"upstream_status\":{status}");
-    }
-    let _ = write!(
-        out,
-        ",\"latency_ms\":{:.3},\"correlation_id\":",
-        e.latency.as_secs_f64() * 1000.0
-    );
-    json_str(out, e.correlation_id);
-    if let Some(peer) = e.peer {
-        let _ = write!(out, ",\"peer\":\"{peer}\"");
-    }
-    if let Some(client) = e.client {
-        let _ = write!(out, ",\"client\":\"{client}\"");
-    }
-    if let Some(subject) = e.subject {
-        out.extend_from_slice(b",\"subject\":");
-        json_str(out, subject);
-    }
-    if let Some(note) = e.note {
-        out.extend_from_slice(b",\"note\":");
-        json_str(out, note);
-    }
-    if let Some(shadow) = e.shadow {
-        let _ = write!(out, ",\"shadow\":\"{shadow}\"");
-    }
-    out.extend_from_slice(b"}\n");
-}
-
-/// `s` as a JSON string, escaped.
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Serializing a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 #[cfg(test)]

@@ -1,0 +1,301 @@
+//! Rendering one access-log line, text or JSON, without `core::fmt` on the hot fields: numbers,
+//! addresses and the timestamp are written digit by digit (the formatting machinery was most of
+//! the line's cost).
+
+use std::cell::Cell;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::Entry;
+
+/// `2026-11-29T13:24:00.123456Z  INFO kmsgate::access: request method=POST route=wrap …`, the
+/// shape of the other text log lines.
+pub(super) fn write_text(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
+    timestamp(out, now);
+    out.extend_from_slice(b"  INFO kmsgate::access: request method=");
+    out.extend_from_slice(e.method.as_bytes());
+    out.extend_from_slice(b" route=");
+    out.extend_from_slice(e.route.as_bytes());
+    out.extend_from_slice(b" status=");
+    int(out, e.status.into());
+    if let Some(reason) = e.reason {
+        out.extend_from_slice(b" reason=");
+        out.extend_from_slice(reason.as_bytes());
+    }
+    if let Some(status) = e.upstream_status {
+        out.extend_from_slice(b" upstream_status=");
+        int(out, status.into());
+    }
+    out.extend_from_slice(b" latency_ms=");
+    millis(out, e.latency);
+    out.extend_from_slice(b" correlation_id=");
+    out.extend_from_slice(e.correlation_id.as_bytes());
+    if let Some(peer) = e.peer {
+        out.extend_from_slice(b" peer=");
+        ip(out, peer);
+    }
+    if let Some(client) = e.client {
+        out.extend_from_slice(b" client=");
+        ip(out, client);
+    }
+    if let Some(subject) = e.subject {
+        out.extend_from_slice(b" subject=");
+        quoted(out, subject);
+    }
+    if let Some(note) = e.note {
+        out.extend_from_slice(b" note=");
+        quoted(out, note);
+    }
+    if let Some(shadow) = e.shadow {
+        out.extend_from_slice(b" shadow=");
+        out.extend_from_slice(shadow.as_bytes());
+    }
+    out.push(b'\n');
+}
+
+/// One JSON object per line, with the fields of the other JSON log lines.
+pub(super) fn write_json(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out, now);
+    out.extend_from_slice(
+        b"\",\"level\":\"INFO\",\"target\":\"kmsgate::access\",\"message\":\"request\",\"method\":",
+    );
+    json_str(out, e.method);
+    // Route names and reason codes are fixed identifiers: no escaping needed.
+    out.extend_from_slice(b",\"route\":\"");
+    out.extend_from_slice(e.route.as_bytes());
+    out.extend_from_slice(b"\",\"status\":");
+    int(out, e.status.into());
+    if let Some(reason) = e.reason {
+        out.extend_from_slice(b",\"reason\":\"");
+        out.extend_from_slice(reason.as_bytes());
+        out.push(b'"');
+    }
+    if let Some(status) = e.upstream_status {
+        out.extend_from_slice(b",\"upstream_status\":");
+        int(out, status.into());
+    }
+    out.extend_from_slice(b",\"latency_ms\":");
+    millis(out, e.latency);
+    out.extend_from_slice(b",\"correlation_id\":");
+    json_str(out, e.correlation_id);
+    if let Some(peer) = e.peer {
+        out.extend_from_slice(b",\"peer\":\"");
+        ip(out, peer);
+        out.push(b'"');
+    }
+    if let Some(client) = e.client {
+        out.extend_from_slice(b",\"client\":\"");
+        ip(out, client);
+        out.push(b'"');
+    }
+    if let Some(subject) = e.subject {
+        out.extend_from_slice(b",\"subject\":");
+        json_str(out, subject);
+    }
+    if let Some(note) = e.note {
+        out.extend_from_slice(b",\"note\":");
+        json_str(out, note);
+    }
+    if let Some(shadow) = e.shadow {
+        out.extend_from_slice(b",\"shadow\":\"");
+        out.extend_from_slice(shadow.as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// `s` as a JSON string, escaped.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Serializing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// `s` in double quotes, with quotes, backslashes and control characters escaped as Rust's
+/// `Debug` does, so a value cannot break the line or forge a field.
+fn quoted(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f) {
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        for c in s.chars() {
+            match c {
+                '"' => out.extend_from_slice(b"\\\""),
+                '\\' => out.extend_from_slice(b"\\\\"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                '\r' => out.extend_from_slice(b"\\r"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                c if c.is_control() => {
+                    out.extend_from_slice(b"\\u{");
+                    hex(out, c.into());
+                    out.push(b'}');
+                }
+                c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// `n` in decimal.
+fn int(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// `n` in lowercase hex, no leading zeros.
+fn hex(out: &mut Vec<u8>, n: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (32 - n.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        out.push(HEX[((n >> (shift * 4)) & 0xf) as usize]);
+    }
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let start = out.len();
+    int(out, n);
+    let written = out.len() - start;
+    if written < width {
+        let pad = width - written;
+        out.splice(start..start, std::iter::repeat_n(b'0', pad));
+    }
+}
+
+/// A duration in milliseconds with three decimals (microsecond resolution): `412.345`.
+fn millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    int(out, micros / 1000);
+    out.push(b'.');
+    padded(out, micros % 1000, 3);
+}
+
+fn ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                int(out, octet.into());
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// RFC 3339 in UTC with microseconds: `2026-11-29T13:24:00.123456Z`. The date and time of day
+/// are computed once per second per thread.
+fn timestamp(out: &mut Vec<u8>, now: SystemTime) {
+    thread_local! {
+        static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+    }
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (cached, mut text) = SECOND.get();
+    if cached != secs {
+        text = date_time(secs);
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    out.push(b'.');
+    padded(out, since.subsec_micros().into(), 6);
+    out.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for Unix time `secs` (proleptic Gregorian, UTC).
+fn date_time(secs: u64) -> [u8; 19] {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (unsigned: no dates before).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let mut text = [0u8; 19];
+    let mut put = |at: usize, n: u64, width: usize| {
+        let mut n = n;
+        for i in (0..width).rev() {
+            text[at + i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, year.min(9999), 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, rem / 3600, 2);
+    put(14, rem % 3600 / 60, 2);
+    put(17, rem % 60, 2);
+    for (at, sep) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+        text[at] = sep;
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_match_humantime_across_leap_years_and_month_ends() {
+        let mut secs = 0u64;
+        // Every 7 hours and 13 seconds over 60 years: every month end, leap day and century rule
+        // in range.
+        while secs < 60 * 365 * 86_400 {
+            let expected = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
+                .to_string();
+            assert_eq!(&date_time(secs)[..], &expected.as_bytes()[..19], "{secs}");
+            secs += 7 * 3600 + 13;
+        }
+    }
+
+    #[test]
+    fn numbers_durations_and_addresses() {
+        let mut out = Vec::new();
+        for n in [0, 7, 10, 99, 65_535, u64::MAX] {
+            out.clear();
+            int(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+        for (micros, text) in [(0, "0.000"), (5, "0.005"), (412_345, "412.345"), (1_000, "1.000")] {
+            out.clear();
+            millis(&mut out, Duration::from_micros(micros));
+            assert_eq!(String::from_utf8_lossy(&out), text);
+        }
+        for addr in ["0.0.0.0", "10.1.2.3", "255.255.255.255", "2001:db8::1", "::ffff:10.0.0.1"] {
+            out.clear();
+            ip(&mut out, addr.parse().unwrap());
+            assert_eq!(String::from_utf8_lossy(&out), addr);
+        }
+        let mut t = Vec::new();
+        timestamp(&mut t, UNIX_EPOCH + Duration::from_micros(1_795_000_000_000_042));
+        assert_eq!(String::from_utf8_lossy(&t), "2026-11-18T11:06:40.000042Z");
+    }
+
+    #[test]
+    fn quoting_escapes_what_debug_escapes() {
+        for s in ["plain", "with \"quotes\"", "back\\slash", "new\nline\r\t", "bell\u{7}", "héllo"] {
+            let mut out = Vec::new();
+            quoted(&mut out, s);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{s:?}"), "{s}");
+        }
+    }
+}
