@@ -7,34 +7,35 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm, PublicKeyUse}
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::config::{AuthConfig, HmacKeyConfig};
+use super::signature::Material;
 use crate::config::ConfigError;
 
-/// One verification key. `Debug` never shows key material.
+/// One verification key, its material parsed once. `Debug` never shows key material.
 #[derive(Clone)]
 pub struct Key {
     kid: Option<Box<str>>,
     /// The one algorithm the key is for (a JWK's `alg`), or any of its family when `None`.
     alg: Option<Algorithm>,
-    decoding: DecodingKey,
+    material: Material,
 }
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Key")
             .field("kid", &self.kid)
-            .field("family", &self.decoding.family())
+            .field("family", &self.material.family())
             .field("alg", &self.alg)
             .finish_non_exhaustive()
     }
 }
 
 impl Key {
-    /// A key from a decoding key and an optional `kid`.
-    pub fn new(kid: Option<&str>, decoding: DecodingKey) -> Key {
+    /// A key from parsed material and an optional `kid`.
+    pub fn new(kid: Option<&str>, material: Material) -> Key {
         Key {
             kid: kid.map(Into::into),
             alg: None,
-            decoding,
+            material,
         }
     }
 
@@ -45,12 +46,12 @@ impl Key {
 
     /// True when a token signed with `alg` may be checked with this key.
     pub fn accepts(&self, alg: Algorithm) -> bool {
-        self.decoding.family() == alg.family() && self.alg.is_none_or(|a| a == alg)
+        self.material.family() == alg.family() && self.alg.is_none_or(|a| a == alg)
     }
 
-    /// The key for `jsonwebtoken::decode`.
-    pub fn decoding(&self) -> &DecodingKey {
-        &self.decoding
+    /// True when `signature` is a valid `alg` signature of `message` under this key.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        self.material.verify(alg, message, signature)
     }
 }
 
@@ -109,23 +110,30 @@ pub fn load_static(config: &AuthConfig) -> Result<Vec<Key>, ConfigError> {
     for (i, pem) in config.pem_keys.iter().enumerate() {
         let key = format!("auth.pem_keys[{i}].file");
         let bytes = read(&pem.file, &key)?;
-        let decoding = decode_pem(&bytes).ok_or_else(|| {
-            ConfigError::invalid(
-                &key,
-                format!(
-                    "{}: not an RSA, EC or Ed25519 public key in PEM form",
-                    pem.file.display()
-                ),
-            )
-        })?;
-        keys.push(Key::new(pem.kid.as_deref(), decoding));
+        let material = decode_pem(&bytes)
+            .as_ref()
+            .and_then(Material::new)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    &key,
+                    format!(
+                        "{}: not an RSA, EC or Ed25519 public key in PEM form",
+                        pem.file.display()
+                    ),
+                )
+            })?;
+        keys.push(Key::new(pem.kid.as_deref(), material));
     }
     for (i, hmac) in config.hmac_keys.iter().enumerate() {
         let secret = hmac_secret(hmac, i)?;
-        let decoding = DecodingKey::from_secret(&secret).map_err(|_| {
-            ConfigError::invalid(&format!("auth.hmac_keys[{i}]"), "the secret is empty")
-        })?;
-        keys.push(Key::new(hmac.kid.as_deref(), decoding));
+        let material = DecodingKey::from_secret(&secret)
+            .ok()
+            .as_ref()
+            .and_then(Material::new)
+            .ok_or_else(|| {
+                ConfigError::invalid(&format!("auth.hmac_keys[{i}]"), "the secret is empty")
+            })?;
+        keys.push(Key::new(hmac.kid.as_deref(), material));
     }
     for (i, path) in config.jwks_files.iter().enumerate() {
         let key = format!("auth.jwks_files[{i}]");
@@ -208,8 +216,8 @@ fn decode_pem(bytes: &[u8]) -> Option<DecodingKey> {
         .ok()
 }
 
-/// The signature keys of a JWKS, and how many entries were skipped (encryption keys,
-/// unsupported key types or algorithms, malformed keys).
+/// The signature keys of a JWKS, each parsed once, and how many entries were skipped
+/// (encryption keys, unsupported key types or algorithms, keys that do not parse).
 pub fn from_jwk_set(set: &JwkSet) -> (Vec<Key>, usize) {
     let mut keys = Vec::with_capacity(set.keys.len());
     let mut skipped = 0;
@@ -220,11 +228,15 @@ pub fn from_jwk_set(set: &JwkSet) -> (Vec<Key>, usize) {
             Some(a) => signature_algorithm(a).map(Some).ok_or(()),
         };
         let usable = !is_enc && !matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_));
-        match (usable, alg, DecodingKey::from_jwk(jwk)) {
-            (true, Ok(alg), Ok(decoding))
-                if alg.is_none_or(|a| a.family() == decoding.family()) =>
+        let material = DecodingKey::from_jwk(jwk)
+            .ok()
+            .as_ref()
+            .and_then(Material::new);
+        match (usable, alg, material) {
+            (true, Ok(alg), Some(material))
+                if alg.is_none_or(|a| a.family() == material.family()) =>
             {
-                let mut key = Key::new(jwk.common.key_id.as_deref(), decoding);
+                let mut key = Key::new(jwk.common.key_id.as_deref(), material);
                 key.alg = alg;
                 keys.push(key);
             }
@@ -257,7 +269,8 @@ mod tests {
     use super::*;
 
     fn hmac(kid: Option<&str>) -> Key {
-        Key::new(kid, DecodingKey::from_secret(b"s").unwrap())
+        let secret = DecodingKey::from_secret(b"s").unwrap();
+        Key::new(kid, Material::new(&secret).unwrap())
     }
 
     #[test]
@@ -296,6 +309,25 @@ mod tests {
             select(&[&only_kid], Algorithm::HS256, Some("zzz")),
             Selection::NoKey
         ));
+    }
+
+    #[test]
+    fn jwks_entries_that_do_not_parse_are_skipped() {
+        let set: JwkSet = serde_json::from_value(serde_json::json!({"keys": [
+            {"kty": "RSA", "kid": "empty-n", "n": "", "e": "AQAB"},
+            {"kty": "EC", "kid": "off-curve", "crv": "P-256", "x": "AQ", "y": "Ag"},
+            {"kty": "OKP", "kid": "short", "crv": "Ed25519", "x": "AAAA"},
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "OKP", "kid": "ok", "crv": "Ed25519",
+             "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+        ]}))
+        .unwrap();
+        let (keys, skipped) = from_jwk_set(&set);
+        assert_eq!(skipped, 4);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid(), Some("ok"));
+        assert!(keys[0].accepts(Algorithm::EdDSA));
+        assert!(!format!("{:?}", keys[0]).contains("11qYAY"));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`config`] — `[auth]`.
 //! - [`token`] — reading the header and the JWT without verifying it.
 //! - [`keys`] — PEM, HMAC and JWKS keys, and which keys a token selects.
+//! - [`signature`] — key material parsed once at load time, and the signature check.
+//! - [`claims`] — the registered claims (`exp`, `nbf`, `iss`, `aud`) and their checks.
 //! - [`verify`] — the decision itself (pure).
 //! - [`cache`] — verified tokens by SHA-256, until their `exp`.
 //! - [`jwks`] — the JWKS URL and its refresher task.
@@ -17,12 +19,14 @@
 //! - [`devtoken`] — `kmsgate token`, tokens signed with a development key.
 
 pub mod cache;
+pub mod claims;
 pub mod config;
 pub mod devtoken;
 pub mod jwks;
 pub mod keys;
 pub mod metrics;
 pub mod outcome;
+pub mod signature;
 pub mod token;
 pub mod verify;
 

@@ -10,6 +10,7 @@ use http::HeaderValue;
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
+use super::claims::{self, NumericDateSeed, Registered, StringsSeed};
 use super::outcome::Failure;
 
 /// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
@@ -49,6 +50,10 @@ pub struct Unverified {
     pub exp: Option<u64>,
     /// Whether the service claim holds a service value.
     pub is_service: bool,
+    /// The registered claims, for the checks of verify mode.
+    pub claims: Registered,
+    /// The decoded header JSON, for [`header_accepted`].
+    pub header: Vec<u8>,
 }
 
 #[derive(Deserialize)]
@@ -74,33 +79,64 @@ pub fn parse(token: &str, service: &ServiceRule) -> Result<Unverified, Failure> 
     {
         return Err(Failure::NotJwt);
     }
-    let header = URL_SAFE_NO_PAD
+    let header_json = URL_SAFE_NO_PAD
         .decode(header)
         .map_err(|_| Failure::NotJwt)?;
-    let header: HeaderFields<'_> = serde_json::from_slice(&header).map_err(|_| Failure::NotJwt)?;
+    let header: HeaderFields<'_> =
+        serde_json::from_slice(&header_json).map_err(|_| Failure::NotJwt)?;
+    let (alg, kid) = (
+        header.alg.map(Cow::into_owned),
+        header.kid.map(Cow::into_owned),
+    );
     let payload = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| Failure::NotJwt)?;
-    let claims = PayloadSeed { service }
-        .deserialize(&mut serde_json::Deserializer::from_slice(&payload))
+    let mut de = serde_json::Deserializer::from_slice(&payload);
+    let mut claims = PayloadSeed { service }
+        .deserialize(&mut de)
         .map_err(|_| Failure::NotJwt)?;
+    // Characters after the object: jsonwebtoken refused such a payload (a 401 once verified).
+    claims.registered.readable &= de.end().is_ok();
     let subject = claims.sub.ok_or(Failure::NoSubject)?;
     Ok(Unverified {
-        alg: header.alg.map(Cow::into_owned),
-        kid: header.kid.map(Cow::into_owned),
+        alg,
+        kid,
         subject,
         exp: claims.exp,
         is_service: claims.is_service,
+        claims: claims.registered,
+        header: header_json,
     })
+}
+
+/// Whether jsonwebtoken 12 accepted this header (a token's decoded first part) in a token it
+/// verified; if not, the token is `InvalidToken`. Its `Header` type decides the field types
+/// (`typ`, `cty`, `x5c`, `jwk`, …), then its rules on `b64` (a boolean, never `false`) and
+/// `crit` (only `["b64"]`, with `b64` present).
+pub fn header_accepted(json: &[u8]) -> bool {
+    let Ok(header) = serde_json::from_slice::<jsonwebtoken::Header>(json) else {
+        return false;
+    };
+    let Ok(b64) = header.extras.get::<bool>("b64") else {
+        return false;
+    };
+    match (b64, header.crit.as_deref()) {
+        (Some(false), _) => false,
+        (_, None) => true,
+        (b64, Some(crit)) => b64.is_some() && crit.len() == 1 && crit[0] == "b64",
+    }
 }
 
 struct Claims {
     sub: Option<String>,
+    /// `exp` for the cache: an integer, or a non-negative float cut to whole seconds.
     exp: Option<u64>,
     is_service: bool,
+    registered: Registered,
 }
 
-/// Reads a payload object in one pass, keeping only `sub`, `exp` and the service claim.
+/// Reads a payload object in one pass, keeping only `sub`, `exp`, the service claim and the
+/// other registered claims (`nbf`, `iss`, `aud`).
 struct PayloadSeed<'r> {
     service: &'r ServiceRule,
 }
@@ -124,11 +160,19 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
             sub: None,
             exp: None,
             is_service: false,
+            registered: Registered::default(),
         };
         let fields = FieldSeed {
             service_claim: &self.service.claim,
         };
+        let mut seen = [false; 5];
         while let Some(field) = map.next_key_seed(fields)? {
+            if let Some(claim) = field.registered() {
+                // jsonwebtoken refused a payload that repeats a registered claim.
+                let seen = &mut seen[claim as usize];
+                claims.registered.readable &= !*seen;
+                *seen = true;
+            }
             match field {
                 Field::Sub => {
                     claims.sub = match map.next_value::<serde_json::Value>()? {
@@ -137,14 +181,18 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
                     };
                 }
                 Field::Exp => {
-                    claims.exp = match map.next_value::<serde_json::Value>()? {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    claims.exp = match &value {
                         serde_json::Value::Number(n) => n
                             .as_u64()
                             .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
                         _ => None,
                     };
+                    let (exp, readable) = claims::date_of(&value);
+                    claims.registered.exp = exp;
+                    claims.registered.readable &= readable;
                 }
-                Field::Service => {
+                Field::Service(also) => {
                     let value = map.next_value::<serde_json::Value>()?;
                     let matches = |v: &serde_json::Value| {
                         v.as_str()
@@ -154,7 +202,25 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
                         serde_json::Value::Array(items) => items.iter().any(matches),
                         other => matches(other),
                     };
+                    let registered = &mut claims.registered;
+                    match also {
+                        Some(Claim::Nbf) => {
+                            let (nbf, readable) = claims::date_of(&value);
+                            registered.nbf = nbf;
+                            registered.readable &= readable;
+                        }
+                        Some(Claim::Iss) => registered.iss = claims::strings_of(&value),
+                        Some(Claim::Aud) => registered.aud = claims::strings_of(&value),
+                        Some(Claim::Sub | Claim::Exp) | None => {}
+                    }
                 }
+                Field::Nbf => {
+                    let (nbf, readable) = map.next_value_seed(NumericDateSeed)?;
+                    claims.registered.nbf = nbf;
+                    claims.registered.readable &= readable;
+                }
+                Field::Iss => claims.registered.iss = map.next_value_seed(StringsSeed)?,
+                Field::Aud => claims.registered.aud = map.next_value_seed(StringsSeed)?,
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -169,8 +235,49 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
 enum Field {
     Sub,
     Exp,
-    Service,
+    /// The service claim, which may also be one of the registered claims after `exp`.
+    Service(Option<Claim>),
+    Nbf,
+    Iss,
+    Aud,
     Other,
+}
+
+/// The claims jsonwebtoken read for its checks (a payload naming one twice was refused).
+#[derive(Clone, Copy)]
+enum Claim {
+    Sub,
+    Exp,
+    Nbf,
+    Iss,
+    Aud,
+}
+
+impl Claim {
+    fn named(key: &str) -> Option<Claim> {
+        Some(match key {
+            "sub" => Claim::Sub,
+            "exp" => Claim::Exp,
+            "nbf" => Claim::Nbf,
+            "iss" => Claim::Iss,
+            "aud" => Claim::Aud,
+            _ => return None,
+        })
+    }
+}
+
+impl Field {
+    fn registered(self) -> Option<Claim> {
+        match self {
+            Field::Sub => Some(Claim::Sub),
+            Field::Exp => Some(Claim::Exp),
+            Field::Service(also) => also,
+            Field::Nbf => Some(Claim::Nbf),
+            Field::Iss => Some(Claim::Iss),
+            Field::Aud => Some(Claim::Aud),
+            Field::Other => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -193,11 +300,14 @@ impl Visitor<'_> for FieldSeed<'_> {
     }
 
     fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Field, E> {
-        Ok(match key {
-            "sub" => Field::Sub,
-            "exp" => Field::Exp,
-            k if k == self.service_claim => Field::Service,
-            _ => Field::Other,
+        Ok(match Claim::named(key) {
+            Some(Claim::Sub) => Field::Sub,
+            Some(Claim::Exp) => Field::Exp,
+            claim if key == self.service_claim => Field::Service(claim),
+            Some(Claim::Nbf) => Field::Nbf,
+            Some(Claim::Iss) => Field::Iss,
+            Some(Claim::Aud) => Field::Aud,
+            None => Field::Other,
         })
     }
 }
@@ -205,6 +315,7 @@ impl Visitor<'_> for FieldSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::claims::NumericDate;
 
     fn b64(s: &str) -> String {
         URL_SAFE_NO_PAD.encode(s)
@@ -258,6 +369,77 @@ mod tests {
             r#"{"sub":"svc","sub_type":["User","ServiceId"]}"#,
         );
         assert!(parse(&t, &rule()).unwrap().is_service);
+    }
+
+    #[test]
+    fn reads_the_registered_claims_in_the_same_pass() {
+        let t = jwt(
+            r#"{"alg":"RS256"}"#,
+            r#"{"sub":"a","exp":10.6,"nbf":5,"iss":"i","aud":["x","y"],"other":{"exp":[1]}}"#,
+        );
+        let u = parse(&t, &rule()).unwrap();
+        assert_eq!(u.exp, Some(10), "the cache's exp is cut to whole seconds");
+        assert_eq!(
+            u.claims.exp,
+            NumericDate::At(11),
+            "the checked exp is rounded"
+        );
+        assert_eq!(u.claims.nbf, NumericDate::At(5));
+        assert_eq!(u.claims.iss.as_deref(), Some(&["i".to_owned()][..]));
+        assert_eq!(u.claims.aud.as_deref().map(<[String]>::len), Some(2));
+        assert!(u.claims.readable);
+        assert_eq!(u.header, br#"{"alg":"RS256"}"#);
+        let service_is_iss = ServiceRule {
+            claim: "iss".into(),
+            values: vec!["i".into()].into_boxed_slice(),
+        };
+        let u = parse(&t, &service_is_iss).unwrap();
+        assert!(u.is_service);
+        assert_eq!(u.claims.iss.as_deref(), Some(&["i".to_owned()][..]));
+    }
+
+    #[test]
+    fn payloads_jsonwebtoken_refused_still_parse_but_are_unreadable() {
+        for payload in [
+            r#"{"sub":"a","sub":"b"}"#,
+            r#"{"sub":"a","aud":"x","aud":"y"}"#,
+            r#"{"sub":"a","exp":[1]}"#,
+            r#"{"sub":"a","nbf":{"a":1}}"#,
+            r#"{"sub":"a"} x"#,
+        ] {
+            let u = parse(&jwt(r#"{"alg":"HS256"}"#, payload), &rule()).unwrap();
+            assert!(!u.claims.readable, "{payload}");
+        }
+        for payload in [
+            r#"{"sub":"a","exp":[],"nbf":{}} "#,
+            r#"{"sub":"a","n":[1]}"#,
+        ] {
+            let u = parse(&jwt(r#"{"alg":"HS256"}"#, payload), &rule()).unwrap();
+            assert!(u.claims.readable, "{payload}");
+        }
+    }
+
+    #[test]
+    fn headers_jsonwebtoken_refused() {
+        assert!(header_accepted(br#"{"alg":"RS256","typ":"JWT","kid":"k"}"#));
+        assert!(header_accepted(
+            br#"{"alg":"RS256","crit":["b64"],"b64":true}"#
+        ));
+        for refused in [
+            &br#"{"alg":"RS256","typ":1}"#[..],
+            br#"{"alg":"RS256","b64":false}"#,
+            br#"{"alg":"RS256","crit":["b64"]}"#,
+            br#"{"alg":"RS256","crit":["exp"],"b64":true}"#,
+            br#"{"alg":"RS256","crit":[]}"#,
+            br#"{"alg":"nope"}"#,
+            br#"not json"#,
+        ] {
+            assert!(
+                !header_accepted(refused),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! The token decision: cache lookup, parse, algorithm and key selection, signature and claim
 //! checks. Pure: no I/O, no runtime; the fetched JWKS keys and the clock are arguments.
+//!
+//! The token is parsed once ([`token::parse`]); the signature over `header.payload` is checked
+//! with key material parsed when the key was loaded ([`super::signature`]), and the claims with
+//! [`ClaimRules`].
 
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
-use serde::de::IgnoredAny;
+use jsonwebtoken::Algorithm;
 
 use super::Identity;
 use super::cache::{self, TokenCache};
+use super::claims::ClaimRules;
 use super::config::{AuthConfig, Mode};
 use super::keys::{self, Key, Selection};
 use super::metrics::{Admission, AuthMetrics};
@@ -19,7 +24,8 @@ use super::token::{self, ServiceRule};
 /// Checks bearer tokens against the configured algorithms, keys and claims.
 pub struct Verifier {
     mode: Mode,
-    validations: Vec<(Algorithm, Validation)>,
+    algorithms: Vec<Algorithm>,
+    claims: ClaimRules,
     static_keys: Vec<Key>,
     service: ServiceRule,
     cache: Option<Arc<TokenCache>>,
@@ -44,14 +50,10 @@ impl Verifier {
         cache: Option<Arc<TokenCache>>,
         metrics: AuthMetrics,
     ) -> Self {
-        let validations = config
-            .algorithms
-            .iter()
-            .map(|alg| (*alg, validation(config, *alg)))
-            .collect();
         Verifier {
             mode: config.mode,
-            validations,
+            algorithms: config.algorithms.clone(),
+            claims: ClaimRules::new(config),
             static_keys,
             service: ServiceRule {
                 claim: config.service_claim.as_str().into(),
@@ -94,16 +96,13 @@ impl Verifier {
             .as_deref()
             .and_then(|a| a.parse().ok())
             .ok_or(Failure::AlgorithmNotAllowed)?;
-        let validation = self
-            .validations
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .map(|(_, v)| v)
-            .ok_or(Failure::AlgorithmNotAllowed)?;
+        if !self.algorithms.contains(&alg) {
+            return Err(Failure::AlgorithmNotAllowed);
+        }
         let sets: [&[Key]; 2] = [&self.static_keys, fetched];
         match keys::select(&sets, alg, unverified.kid.as_deref()) {
             Selection::Candidates { keys, fallback } => {
-                match verify_with(token, &keys, validation) {
+                match verify_signature(token, &unverified.header, alg, &keys) {
                     Err(Failure::BadSignature) if fallback => return Err(Failure::UnknownKey),
                     other => other?,
                 }
@@ -111,6 +110,7 @@ impl Verifier {
             Selection::WrongAlgorithm => return Err(Failure::AlgorithmKeyMismatch),
             Selection::NoKey => return Err(Failure::UnknownKey),
         }
+        self.claims.check(&unverified.claims, now)?;
         let identity = Identity::new(&unverified.subject, unverified.is_service);
         if let (Some((cache, key)), Some(exp)) = (cached, unverified.exp) {
             cache.insert(key, identity.clone(), exp, now);
@@ -124,66 +124,30 @@ impl Verifier {
     }
 }
 
-/// The claim checks for tokens signed with `alg`.
-fn validation(config: &AuthConfig, alg: Algorithm) -> Validation {
-    let mut v = Validation::new(alg);
-    v.leeway = config.leeway.as_secs();
-    v.validate_exp = true;
-    v.validate_nbf = true;
-    let mut required = vec!["exp"];
-    if !config.issuers.is_empty() {
-        v.set_issuer(&config.issuers);
-        required.push("iss");
+/// Checks the signature of `token` (signed with `alg`, header JSON `header`) with each key in
+/// turn; `BadSignature` when none verifies it. A header jsonwebtoken refused, or a signature
+/// that is not canonical unpadded base64url, is `InvalidToken` (before any key is tried).
+fn verify_signature(
+    token: &str,
+    header: &[u8],
+    alg: Algorithm,
+    keys: &[&Key],
+) -> Result<(), Failure> {
+    if !token::header_accepted(header) {
+        return Err(Failure::InvalidToken);
     }
-    if config.audiences.is_empty() {
-        v.validate_aud = false;
+    let (signed, signature) = token.rsplit_once('.').ok_or(Failure::NotJwt)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| Failure::InvalidToken)?;
+    if keys
+        .iter()
+        .any(|key| key.verify(alg, signed.as_bytes(), &signature))
+    {
+        Ok(())
     } else {
-        v.set_audience(&config.audiences);
-        required.push("aud");
+        Err(Failure::BadSignature)
     }
-    v.set_required_spec_claims(&required);
-    v
-}
-
-/// Tries each key in turn; the first that verifies the signature decides on the claims.
-fn verify_with(token: &str, keys: &[&Key], validation: &Validation) -> Result<(), Failure> {
-    for key in keys {
-        match jsonwebtoken::decode::<IgnoredAny>(token, key.decoding(), validation) {
-            Ok(_) => return Ok(()),
-            Err(e) => match classify(e.kind()) {
-                Some(failure) => return Err(failure),
-                None => continue,
-            },
-        }
-    }
-    Err(Failure::BadSignature)
-}
-
-/// The failure a jsonwebtoken error means, or `None` when this key simply did not verify the
-/// signature (so the next key may).
-fn classify(kind: &ErrorKind) -> Option<Failure> {
-    Some(match kind {
-        ErrorKind::InvalidSignature
-        | ErrorKind::InvalidEcdsaKey
-        | ErrorKind::InvalidEddsaKey
-        | ErrorKind::InvalidRsaKey(_)
-        | ErrorKind::InvalidKeyFormat => return None,
-        ErrorKind::ExpiredSignature => Failure::Expired,
-        ErrorKind::ImmatureSignature => Failure::NotYetValid,
-        ErrorKind::InvalidIssuer => Failure::WrongIssuer,
-        ErrorKind::InvalidAudience => Failure::WrongAudience,
-        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
-            "exp" => Failure::MissingExp,
-            "iss" => Failure::WrongIssuer,
-            "aud" => Failure::WrongAudience,
-            _ => Failure::InvalidToken,
-        },
-        ErrorKind::InvalidAlgorithm
-        | ErrorKind::MissingAlgorithm
-        | ErrorKind::UnsupportedAlgorithm
-        | ErrorKind::InvalidAlgorithmName => Failure::AlgorithmNotAllowed,
-        _ => Failure::InvalidToken,
-    })
 }
 
 #[cfg(test)]
