@@ -36,6 +36,7 @@ pub mod reason;
 pub mod route;
 pub mod server;
 pub mod telemetry;
+pub mod text;
 
 pub use body::Body;
 pub use reason::{Operation, Reason, Rejection};

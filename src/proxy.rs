@@ -256,7 +256,9 @@ impl Remote {
         headers.remove(header::HOST);
         if let Some(ip) = client {
             // Overwrite, never append: what the client sent is not trusted here.
-            if let Ok(value) = HeaderValue::try_from(crate::conn::canonical_ip(ip).to_string()) {
+            let mut text = Vec::with_capacity(15);
+            crate::text::push_ip(&mut text, crate::conn::canonical_ip(ip));
+            if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(text)) {
                 headers.insert(X_FORWARDED_FOR, value);
             }
         }

@@ -86,7 +86,14 @@ fn lines_wait_for_the_interval_and_flush_writes_them_in_order() {
     let text = sink.text();
     let ids: Vec<&str> = text
         .lines()
-        .map(|l| l.split("correlation_id=").nth(1).unwrap().split(' ').next().unwrap())
+        .map(|l| {
+            l.split("correlation_id=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+        })
         .collect();
     assert_eq!(ids, ["a", "b", "c"]);
 }
@@ -106,7 +113,10 @@ fn a_full_buffer_wakes_the_writer_before_the_interval() {
     for _ in 0..n {
         log.record(&entry(&id));
     }
-    assert!(sink.wait_for_lines(1) >= 1, "woken at {FLUSH_AT} bytes pending");
+    assert!(
+        sink.wait_for_lines(1) >= 1,
+        "woken at {FLUSH_AT} bytes pending"
+    );
 }
 
 #[test]

@@ -265,13 +265,15 @@ pub fn generate_id() -> HeaderValue {
     let value = (value & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [b'-'; 36];
-    let mut nibble = 0;
-    for (i, byte) in id.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
+    // Two hex digits per byte; a dash before bytes 4, 6, 8 and 10 (8-4-4-4-12).
+    let mut at = 0;
+    for (i, byte) in value.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        *byte = HEX[((value >> (124 - 4 * nibble)) & 0xf) as usize];
-        nibble += 1;
+        id[at] = HEX[usize::from(byte >> 4)];
+        id[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
     HeaderValue::from_bytes(&id)
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
@@ -296,6 +298,14 @@ mod tests {
         let s = a.to_str().unwrap();
         assert_eq!(s.len(), 36);
         assert_eq!(&s[14..15], "4");
+        for (i, c) in s.chars().enumerate() {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                assert_eq!(c, '-', "{s}");
+            } else {
+                assert!(c.is_ascii_hexdigit() && !c.is_ascii_uppercase(), "{s}");
+            }
+        }
+        assert!("89ab".contains(&s[19..20]), "variant 10xx: {s}");
     }
 
     #[test]
