@@ -99,7 +99,11 @@ install_tools() {
         fi
     fi
     [ -n "$OHA" ] || log "warning: oha is not available: fixed-rate latency columns will be empty"
-    haproxy -v | head -1 | grep -q 'version 2\.' || die "haproxy 2.x is needed: $(haproxy -v | head -1)"
+    # (Read the whole output first: with pipefail, `head` closing the pipe early can fail the check.)
+    local version
+    version=$(haproxy -v 2>&1 || true)
+    version=${version%%$'\n'*}
+    [[ $version == *"version 2."* ]] || die "haproxy 2.x is needed: $version"
 }
 
 # ---------------------------------------------------------------------------------------------
