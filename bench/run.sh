@@ -94,7 +94,12 @@ install_tools() {
         fi
     fi
     [ -n "$OHA" ] || log "warning: oha is not available: fixed-rate latency columns will be empty"
-    haproxy -v | head -1 | grep -q 'version 2\.' || die "haproxy 2.x is needed: $(haproxy -v | head -1)"
+    # Read the whole output first: `haproxy -v | head -1 | grep -q` fails now and then under
+    # pipefail, when head exits before haproxy has written its other lines (SIGPIPE).
+    local version
+    version=$(haproxy -v)
+    version=${version%%$'\n'*}
+    [[ $version == *"version 2."* ]] || die "haproxy 2.x is needed: $version"
 }
 
 # ---------------------------------------------------------------------------------------------
