@@ -99,7 +99,8 @@ install_tools() {
         fi
     fi
     [ -n "$OHA" ] || log "warning: oha is not available: fixed-rate latency columns will be empty"
-    # (Read the whole output first: with pipefail, `head` closing the pipe early can fail the check.)
+    # Read the whole output first: `haproxy -v | head -1 | grep -q` fails now and then under
+    # pipefail, when head exits before haproxy has written its other lines (SIGPIPE).
     local version
     version=$(haproxy -v 2>&1 || true)
     version=${version%%$'\n'*}

@@ -2,9 +2,10 @@
 //!
 //! A request arrives as hyper's `Incoming` and is streamed upstream unchanged, unless a layer
 //! had to buffer it (then it is the original bytes, [`Body::full`]). A response is the
-//! upstream's stream, possibly watched by an [`ErrorInspector`] that counts the reason codes of
-//! the backend's own error envelopes, or a body rendered by the gateway. One concrete enum keeps
-//! every layer's types short and avoids boxing.
+//! upstream's stream, holding its upstream connection slot until it is dropped and possibly
+//! watched by an [`ErrorInspector`] that counts the reason codes of the backend's own error
+//! envelopes, or a body rendered by the gateway. One concrete enum keeps every layer's types
+//! short and avoids boxing.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::proxy::ErrorInspector;
+use crate::proxy::{ErrorInspector, UpstreamSlot};
 
 /// A request or response body inside the gateway.
 #[derive(Debug, Default)]
@@ -27,7 +28,12 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Incoming(Incoming),
-    Inspected(Incoming, Box<ErrorInspector>),
+    /// An upstream response: its connection slot is given back when the body is dropped.
+    Upstream {
+        incoming: Incoming,
+        inspector: Option<Box<ErrorInspector>>,
+        _slot: Option<UpstreamSlot>,
+    },
 }
 
 impl Body {
@@ -59,14 +65,23 @@ impl Body {
         match &self.kind {
             Kind::Empty => Some(&[]),
             Kind::Full(bytes) => bytes.as_deref(),
-            Kind::Incoming(_) | Kind::Inspected(..) => None,
+            Kind::Incoming(_) | Kind::Upstream { .. } => None,
         }
     }
 
-    /// A streamed upstream body whose bytes are also shown to `inspector` (bounded).
-    pub(crate) fn inspected(incoming: Incoming, inspector: ErrorInspector) -> Self {
+    /// A streamed upstream response body that keeps `slot` (the upstream connection it is read
+    /// from stays in use) until dropped; its bytes are also shown to `inspector` (bounded).
+    pub(crate) fn upstream(
+        incoming: Incoming,
+        inspector: Option<ErrorInspector>,
+        slot: Option<UpstreamSlot>,
+    ) -> Self {
         Body {
-            kind: Kind::Inspected(incoming, Box::new(inspector)),
+            kind: Kind::Upstream {
+                incoming,
+                inspector: inspector.map(Box::new),
+                _slot: slot,
+            },
         }
     }
 }
@@ -94,8 +109,17 @@ impl http_body::Body for Body {
         match &mut self.get_mut().kind {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Incoming(incoming) => Pin::new(incoming).poll_frame(cx),
-            Kind::Inspected(incoming, inspector) => {
+            Kind::Incoming(incoming)
+            | Kind::Upstream {
+                incoming,
+                inspector: None,
+                ..
+            } => Pin::new(incoming).poll_frame(cx),
+            Kind::Upstream {
+                incoming,
+                inspector: Some(inspector),
+                ..
+            } => {
                 let polled = Pin::new(&mut *incoming).poll_frame(cx);
                 match &polled {
                     Poll::Ready(Some(Ok(frame))) => {
@@ -119,7 +143,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Empty => true,
             Kind::Full(bytes) => bytes.is_none(),
-            Kind::Incoming(incoming) | Kind::Inspected(incoming, _) => incoming.is_end_stream(),
+            Kind::Incoming(incoming) | Kind::Upstream { incoming, .. } => incoming.is_end_stream(),
         }
     }
 
@@ -127,7 +151,7 @@ impl http_body::Body for Body {
         match &self.kind {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Incoming(incoming) | Kind::Inspected(incoming, _) => incoming.size_hint(),
+            Kind::Incoming(incoming) | Kind::Upstream { incoming, .. } => incoming.size_hint(),
         }
     }
 }

@@ -8,6 +8,14 @@
 //! client's. An upstream error body (≤ 64 KiB) is watched while it streams to the client, and the
 //! reason codes of its Key Protect envelope are counted.
 //!
+//! At most `upstream.max_connections` requests are at the upstream at once: each holds an
+//! [`UpstreamSlot`] from the moment it is sent until its response body is dropped, which is as
+//! long as it occupies a pooled connection. Without the bound, every concurrent client request
+//! that finds no idle connection opens a new one (1,000 clients → about 1,000 upstream
+//! connections, each with hyper's buffers and connection task), although the upstream answers
+//! no faster for it. A request that finds every slot taken waits for one, within
+//! `upstream.request_timeout`.
+//!
 //! Failures answer with the gateway's codes: `UPSTREAM_UNAVAILABLE_ERR` (502) when no answer
 //! could be had, `UPSTREAM_TIMEOUT_ERR` (504) after `upstream.request_timeout`.
 
@@ -22,11 +30,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::body::Body;
@@ -102,6 +112,8 @@ struct Remote {
     /// The upstream URL's path without a trailing `/` ("" for none).
     base_path: String,
     request_timeout: Duration,
+    /// `upstream.max_connections` permits: one per request at the upstream.
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -150,6 +162,7 @@ impl Upstream {
             authority,
             base_path,
             request_timeout: config.request_timeout,
+            slots: Arc::new(Semaphore::new(config.max_connections)),
         };
         Ok(Upstream {
             target: Target::Remote(Arc::new(remote)),
@@ -203,8 +216,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
                         metrics,
                     };
                 }
-                let future =
-                    tokio::time::timeout(remote.request_timeout, remote.client.request(req));
+                let future = tokio::time::timeout(remote.request_timeout, remote.send(req));
                 UpstreamFuture {
                     kind: Kind::Remote { future },
                     version,
@@ -217,7 +229,71 @@ impl tower_service::Service<Request<Body>> for Upstream {
     }
 }
 
+/// One of the `upstream.max_connections` slots. A request to the upstream holds one until its
+/// response body is dropped: as long as it keeps a pooled connection busy.
+#[derive(Debug)]
+pub struct UpstreamSlot {
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What a request to the upstream ends with: the response (or why there is none), and the slot
+/// it holds.
+type Sent = (
+    Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+    Option<UpstreamSlot>,
+);
+
+pin_project! {
+    /// Sends a request to the upstream once it has a slot.
+    #[project = CallProj]
+    enum Call {
+        /// A slot was free: the request is on its way.
+        Sending {
+            #[pin]
+            future: hyper_util::client::legacy::ResponseFuture,
+            slot: Option<UpstreamSlot>,
+        },
+        /// Every slot was taken: wait for one, then send (boxed: the uncommon case).
+        Waiting { future: Pin<Box<dyn Future<Output = Sent> + Send>> },
+    }
+}
+
+impl Future for Call {
+    type Output = Sent;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Sent> {
+        match self.project() {
+            CallProj::Sending { future, slot } => match future.poll(cx) {
+                Poll::Ready(result) => Poll::Ready((result, slot.take())),
+                Poll::Pending => Poll::Pending,
+            },
+            CallProj::Waiting { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
 impl Remote {
+    /// Sends `req` as soon as a slot is free.
+    fn send(self: &Arc<Self>, req: Request<Body>) -> Call {
+        match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Call::Sending {
+                future: self.client.request(req),
+                slot: Some(UpstreamSlot { _permit: permit }),
+            },
+            Err(_) => {
+                let remote = self.clone();
+                Call::Waiting {
+                    future: Box::pin(async move {
+                        // The semaphore is never closed: acquiring only waits.
+                        let slot = remote.slots.clone().acquire_owned().await.ok();
+                        let slot = slot.map(|permit| UpstreamSlot { _permit: permit });
+                        (remote.client.request(req).await, slot)
+                    }),
+                }
+            }
+        }
+    }
+
     /// Rewrites a client request into the upstream request, in place.
     fn prepare(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         // The original path and query are reused as they are (a reference count, no copy);
@@ -329,7 +405,7 @@ type EmbeddedFuture = <DevKms as tower_service::Service<Request<Body>>>::Future;
 pin_project! {
     #[project = KindProj]
     enum Kind {
-        Remote { #[pin] future: tokio::time::Timeout<hyper_util::client::legacy::ResponseFuture> },
+        Remote { #[pin] future: tokio::time::Timeout<Call> },
         Embedded { #[pin] future: EmbeddedFuture },
         Failed { rejection: Option<Rejection> },
     }
@@ -372,22 +448,18 @@ impl Future for UpstreamFuture {
                     let rejection = Rejection::new(Reason::UpstreamTimeout);
                     return Poll::Ready(Ok(rejection.operation(*this.operation).into_response()));
                 }
-                Poll::Ready(Ok(Err(error))) => {
+                Poll::Ready(Ok((Err(error), _slot))) => {
                     tracing::warn!(error = %error_chain(&error), "upstream request failed");
                     let rejection = Rejection::new(Reason::UpstreamUnavailable);
                     return Poll::Ready(Ok(rejection.operation(*this.operation).into_response()));
                 }
-                Poll::Ready(Ok(Ok(res))) => {
+                Poll::Ready(Ok((Ok(res), slot))) => {
                     let (parts, incoming) = res.into_parts();
                     let inspect = parts.status.as_u16() >= 400
                         && incoming_len(&parts.headers)
                             .is_none_or(|len| len <= INSPECT_LIMIT as u64);
-                    let body = if inspect {
-                        Body::inspected(incoming, ErrorInspector::new(this.metrics.clone()))
-                    } else {
-                        Body::incoming(incoming)
-                    };
-                    Response::from_parts(parts, body)
+                    let inspector = inspect.then(|| ErrorInspector::new(this.metrics.clone()));
+                    Response::from_parts(parts, Body::upstream(incoming, inspector, slot))
                 }
             },
         };

@@ -1,8 +1,11 @@
 //! The proxy core over real loopback sockets: pass-through fidelity (h1 and h2c), streaming,
-//! upstream failures, upstream error envelopes, correlation ids and metrics.
+//! upstream failures, upstream error envelopes, correlation ids and metrics, the bound on
+//! requests at the upstream.
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::{Recorder, TestGateway, assert_rejected};
@@ -263,4 +266,82 @@ async fn an_upstream_base_path_is_prefixed() {
     let gw = TestGateway::start(&format!("[upstream]\nurl = \"{}/kms/\"\n", upstream.url())).await;
     gw.request("GET", "/api/v2/keys/k1/metadata").send().await;
     assert_eq!(upstream.last().uri.path(), "/kms/api/v2/keys/k1/metadata");
+}
+
+/// A gateway in front of `upstream` that sends it at most `max_connections` requests at once.
+async fn gateway_with_max_connections(
+    upstream: std::net::SocketAddr,
+    request_timeout: &str,
+    max_connections: usize,
+) -> TestGateway {
+    TestGateway::start(&format!(
+        "[upstream]\nurl = \"http://{upstream}\"\nrequest_timeout = \"{request_timeout}\"\n\
+         max_connections = {max_connections}\n"
+    ))
+    .await
+}
+
+/// An upstream that answers 200 after `delay` and records the most requests it had in flight
+/// at once.
+async fn slow_upstream(delay: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let seen = most.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (in_flight, most) = (in_flight.clone(), most.clone());
+            let service = hyper::service::service_fn(move |_req| {
+                let (in_flight, most) = (in_flight.clone(), most.clone());
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
+                    ))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn requests_beyond_upstream_max_connections_wait_for_a_free_one() {
+    let (addr, most) = slow_upstream(Duration::from_millis(100)).await;
+    let gw = gateway_with_max_connections(addr, "5s", 2).await;
+    let start = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        clients.spawn(gw.request("GET", "/api/v2/keys").send());
+    }
+    while let Some(res) = clients.join_next().await {
+        assert_eq!(res.unwrap().status, 200);
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "requests at the upstream at once"
+    );
+    // 8 requests, 2 at a time, 100 ms each.
+    assert!(start.elapsed() >= Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn waiting_for_an_upstream_connection_counts_against_the_request_timeout() {
+    let (addr, _) = slow_upstream(Duration::from_millis(600)).await;
+    let gw = gateway_with_max_connections(addr, "900ms", 1).await;
+    let first = tokio::spawn(gw.request("GET", "/api/v2/keys").send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Waits 500 ms for the only connection, then would need 600 ms more.
+    let second = gw.request("GET", "/api/v2/keys").send().await;
+    assert_rejected(&second, 504, "UPSTREAM_TIMEOUT_ERR");
+    assert_eq!(first.await.unwrap().status, 200);
 }

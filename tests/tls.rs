@@ -1,6 +1,6 @@
-//! TLS on both sides: a TLS client listener (HTTP/1.1 and HTTP/2 by ALPN), and an `https://`
-//! upstream verified against `upstream.ca_file`. The certificate is made with `openssl` for
-//! this run.
+//! TLS on both sides: a TLS client listener (HTTP/1.1 and HTTP/2, by ALPN or without it), and
+//! an `https://` upstream verified against `upstream.ca_file`. The certificate is made with
+//! `openssl` for this run.
 
 mod support;
 
@@ -61,11 +61,13 @@ fn tls_toml(cert: &Path, key: &Path) -> String {
     )
 }
 
-/// Sends GET `path` over TLS to `addr`, offering `alpn`; returns (status, version, body).
+/// Sends GET `path` over TLS to `addr`, offering `alpn` (none if empty) and speaking HTTP/2 if
+/// `h2`; returns (status, version, body).
 async fn get_over_tls(
     addr: std::net::SocketAddr,
     cert: &Path,
     alpn: &[u8],
+    h2: bool,
     path: &str,
 ) -> (u16, http::Version, Bytes) {
     let mut roots = RootCertStore::empty();
@@ -75,7 +77,9 @@ async fn get_over_tls(
     let mut config = ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    if !alpn.is_empty() {
+        config.alpn_protocols = vec![alpn.to_vec()];
+    }
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let tls = TlsConnector::from(Arc::new(config))
         .connect(ServerName::try_from("localhost").unwrap(), stream)
@@ -86,7 +90,7 @@ async fn get_over_tls(
         .header("bluemix-instance", "tls-instance")
         .body(Full::new(Bytes::new()))
         .unwrap();
-    let res = if alpn == b"h2" {
+    let res = if h2 {
         let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
             .unwrap();
@@ -110,7 +114,7 @@ async fn get_over_tls(
 }
 
 #[tokio::test]
-async fn the_client_listener_speaks_tls_with_h1_and_h2_by_alpn() {
+async fn the_client_listener_speaks_tls_with_h1_and_h2_by_alpn_or_without() {
     let (cert, key) = certificate("listener");
     let upstream = Recorder::start().await;
     let gw = TestGateway::start(&format!(
@@ -121,16 +125,26 @@ async fn the_client_listener_speaks_tls_with_h1_and_h2_by_alpn() {
     .await;
 
     let (status, version, body) =
-        get_over_tls(gw.addrs.public, &cert, b"http/1.1", "/api/v2/keys").await;
+        get_over_tls(gw.addrs.public, &cert, b"http/1.1", false, "/api/v2/keys").await;
     assert_eq!((status, version), (200, http::Version::HTTP_11));
     assert_eq!(&body[..], br#"{"ok":true}"#);
     let seen = upstream.last();
     assert_eq!(seen.headers["x-forwarded-proto"], "https");
     assert_eq!(seen.version, http::Version::HTTP_11);
 
-    let (status, version, _) = get_over_tls(gw.addrs.public, &cert, b"h2", "/api/v2/keys").await;
+    let (status, version, _) =
+        get_over_tls(gw.addrs.public, &cert, b"h2", true, "/api/v2/keys").await;
     assert_eq!((status, version), (200, http::Version::HTTP_2));
     assert_eq!(upstream.count(), 2);
+
+    // Without ALPN the first bytes decide, as on a plain connection.
+    let (status, version, _) =
+        get_over_tls(gw.addrs.public, &cert, b"", false, "/api/v2/keys").await;
+    assert_eq!((status, version), (200, http::Version::HTTP_11));
+    let (status, version, _) =
+        get_over_tls(gw.addrs.public, &cert, b"", true, "/api/v2/keys").await;
+    assert_eq!((status, version), (200, http::Version::HTTP_2));
+    assert_eq!(upstream.count(), 4);
 }
 
 #[tokio::test]

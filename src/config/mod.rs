@@ -125,6 +125,10 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     /// At most this many idle connections are kept.
     pub pool_max_idle: usize,
+    /// At most this many requests are at the upstream at once, so at most about this many
+    /// upstream connections are in use; further requests wait for one (within
+    /// `request_timeout`).
+    pub max_connections: usize,
     /// PEM CA bundle for an `https://` upstream; the system roots when absent.
     pub ca_file: Option<PathBuf>,
 }
@@ -137,6 +141,7 @@ impl Default for UpstreamConfig {
             request_timeout: Duration::from_secs(30),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle: 256,
+            max_connections: 64,
             ca_file: None,
         }
     }
@@ -287,6 +292,12 @@ impl Config {
         if self.listen.max_connections == 0 {
             return Err(ConfigError::invalid(
                 "listen.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.upstream.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "upstream.max_connections",
                 "must be at least 1",
             ));
         }
