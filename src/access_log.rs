@@ -27,7 +27,7 @@ use prometheus::{IntCounter, Registry};
 use crate::config::{LogConfig, LogFormat};
 
 mod line;
-use line::{write_json, write_text};
+use line::write_line;
 
 /// Pending bytes that wake the writer before its interval is up.
 const FLUSH_AT: usize = 64 * 1024;
@@ -152,10 +152,7 @@ impl AccessLog {
         }
         LINE.with_borrow_mut(|line| {
             line.clear();
-            match self.shared.format {
-                LogFormat::Text => write_text(line, entry, SystemTime::now()),
-                LogFormat::Json => write_json(line, entry, SystemTime::now()),
-            }
+            write_line(line, self.shared.format, entry, SystemTime::now());
             self.shared.append(line);
         });
     }

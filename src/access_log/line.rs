@@ -3,106 +3,127 @@
 //! the line's cost).
 
 use std::cell::Cell;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Entry;
+use crate::config::LogFormat;
 use crate::text::{push_hex, push_int, push_ip, push_padded};
 
-/// `2026-11-29T13:24:00.123456Z  INFO kmsgate::access: request method=POST route=wrap …`, the
-/// shape of the other text log lines.
-pub(super) fn write_text(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
-    timestamp(out, now);
-    out.extend_from_slice(b"  INFO kmsgate::access: request method=");
-    out.extend_from_slice(e.method.as_bytes());
-    out.extend_from_slice(b" route=");
-    out.extend_from_slice(e.route.as_bytes());
-    out.extend_from_slice(b" status=");
-    push_int(out, e.status.into());
+/// Writes the line for `e` in `format`, newline included.
+///
+/// Text: `2026-11-29T13:24:00.123456Z  INFO kmsgate::access: request method=POST route=wrap …`,
+/// the shape of the other text log lines. JSON: one object per line, with the fields of the
+/// other JSON log lines.
+pub(super) fn write_line(out: &mut Vec<u8>, format: LogFormat, e: &Entry<'_>, now: SystemTime) {
+    let mut line = Line { out, format };
+    line.begin(now);
+    line.plain("method", e.method);
+    line.plain("route", e.route);
+    line.int("status", e.status.into());
     if let Some(reason) = e.reason {
-        out.extend_from_slice(b" reason=");
-        out.extend_from_slice(reason.as_bytes());
+        line.plain("reason", reason);
     }
     if let Some(status) = e.upstream_status {
-        out.extend_from_slice(b" upstream_status=");
-        push_int(out, status.into());
+        line.int("upstream_status", status.into());
     }
-    out.extend_from_slice(b" latency_ms=");
-    millis(out, e.latency);
-    out.extend_from_slice(b" correlation_id=");
-    out.extend_from_slice(e.correlation_id.as_bytes());
+    line.key("latency_ms");
+    millis(line.out, e.latency);
+    // A sane correlation id is visible ASCII without spaces: plain in text, escaped in JSON.
+    line.plain("correlation_id", e.correlation_id);
     if let Some(peer) = e.peer {
-        out.extend_from_slice(b" peer=");
-        push_ip(out, peer);
+        line.ip("peer", peer);
     }
     if let Some(client) = e.client {
-        out.extend_from_slice(b" client=");
-        push_ip(out, client);
+        line.ip("client", client);
     }
     if let Some(subject) = e.subject {
-        out.extend_from_slice(b" subject=");
-        quoted(out, subject);
+        line.quoted("subject", subject);
     }
     if let Some(note) = e.note {
-        out.extend_from_slice(b" note=");
-        quoted(out, note);
+        line.quoted("note", note);
     }
     if let Some(shadow) = e.shadow {
-        out.extend_from_slice(b" shadow=");
-        out.extend_from_slice(shadow.as_bytes());
+        line.plain("shadow", shadow);
     }
-    out.push(b'\n');
+    line.end();
 }
 
-/// One JSON object per line, with the fields of the other JSON log lines.
-pub(super) fn write_json(out: &mut Vec<u8>, e: &Entry<'_>, now: SystemTime) {
-    out.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(out, now);
-    out.extend_from_slice(
-        b"\",\"level\":\"INFO\",\"target\":\"kmsgate::access\",\"message\":\"request\",\"method\":",
-    );
-    json_str(out, e.method);
-    // Route names and reason codes are fixed identifiers: no escaping needed.
-    out.extend_from_slice(b",\"route\":\"");
-    out.extend_from_slice(e.route.as_bytes());
-    out.extend_from_slice(b"\",\"status\":");
-    push_int(out, e.status.into());
-    if let Some(reason) = e.reason {
-        out.extend_from_slice(b",\"reason\":\"");
-        out.extend_from_slice(reason.as_bytes());
-        out.push(b'"');
+/// One line being written: the fields' separators and quoting for its format.
+struct Line<'a> {
+    out: &'a mut Vec<u8>,
+    format: LogFormat,
+}
+
+impl Line<'_> {
+    fn begin(&mut self, now: SystemTime) {
+        match self.format {
+            LogFormat::Text => {
+                timestamp(self.out, now);
+                self.out
+                    .extend_from_slice(b"  INFO kmsgate::access: request");
+            }
+            LogFormat::Json => {
+                self.out.extend_from_slice(b"{\"timestamp\":\"");
+                timestamp(self.out, now);
+                self.out.extend_from_slice(
+                    b"\",\"level\":\"INFO\",\"target\":\"kmsgate::access\",\"message\":\"request\"",
+                );
+            }
+        }
     }
-    if let Some(status) = e.upstream_status {
-        out.extend_from_slice(b",\"upstream_status\":");
-        push_int(out, status.into());
+
+    fn key(&mut self, name: &str) {
+        let (before, after): (&[u8], &[u8]) = match self.format {
+            LogFormat::Text => (b" ", b"="),
+            LogFormat::Json => (b",\"", b"\":"),
+        };
+        self.out.extend_from_slice(before);
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(after);
     }
-    out.extend_from_slice(b",\"latency_ms\":");
-    millis(out, e.latency);
-    out.extend_from_slice(b",\"correlation_id\":");
-    json_str(out, e.correlation_id);
-    if let Some(peer) = e.peer {
-        out.extend_from_slice(b",\"peer\":\"");
-        push_ip(out, peer);
-        out.push(b'"');
+
+    /// A value with nothing to escape in text (identifiers, methods, correlation ids).
+    fn plain(&mut self, name: &str, value: &str) {
+        self.key(name);
+        match self.format {
+            LogFormat::Text => self.out.extend_from_slice(value.as_bytes()),
+            LogFormat::Json => json_str(self.out, value),
+        }
     }
-    if let Some(client) = e.client {
-        out.extend_from_slice(b",\"client\":\"");
-        push_ip(out, client);
-        out.push(b'"');
+
+    /// A value that may hold anything (a token subject): quoted and escaped in both formats.
+    fn quoted(&mut self, name: &str, value: &str) {
+        self.key(name);
+        match self.format {
+            LogFormat::Text => quoted(self.out, value),
+            LogFormat::Json => json_str(self.out, value),
+        }
     }
-    if let Some(subject) = e.subject {
-        out.extend_from_slice(b",\"subject\":");
-        json_str(out, subject);
+
+    fn int(&mut self, name: &str, value: u64) {
+        self.key(name);
+        push_int(self.out, value);
     }
-    if let Some(note) = e.note {
-        out.extend_from_slice(b",\"note\":");
-        json_str(out, note);
+
+    fn ip(&mut self, name: &str, ip: IpAddr) {
+        self.key(name);
+        let json = self.format == LogFormat::Json;
+        if json {
+            self.out.push(b'"');
+        }
+        push_ip(self.out, ip);
+        if json {
+            self.out.push(b'"');
+        }
     }
-    if let Some(shadow) = e.shadow {
-        out.extend_from_slice(b",\"shadow\":\"");
-        out.extend_from_slice(shadow.as_bytes());
-        out.push(b'"');
+
+    fn end(&mut self) {
+        if self.format == LogFormat::Json {
+            self.out.push(b'}');
+        }
+        self.out.push(b'\n');
     }
-    out.extend_from_slice(b"}\n");
 }
 
 /// `s` as a JSON string, escaped.

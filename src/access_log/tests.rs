@@ -153,7 +153,7 @@ fn failed_writes_and_overflow_are_counted_as_dropped() {
     let blocker = lock(&log.shared.sink); // holds the writer off
     let id = "y".repeat(120);
     let mut line = Vec::new();
-    write_text(&mut line, &entry(&id), SystemTime::now());
+    write_line(&mut line, LogFormat::Text, &entry(&id), SystemTime::now());
     let fits = MAX_PENDING / line.len();
     for _ in 0..fits + 10 {
         log.record(&entry(&id));
@@ -175,7 +175,7 @@ fn text_lines_have_every_field_and_escape_the_subject() {
     e.subject = Some("evil\" injected=1\n");
     e.note = Some("token expired");
     e.shadow = Some("KEY_CREATE_IMPORT_ACCESS_ERR");
-    write_text(&mut out, &e, at);
+    write_line(&mut out, LogFormat::Text, &e, at);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "2026-11-18T11:06:40.123456Z  INFO kmsgate::access: request method=POST route=wrap \
@@ -192,7 +192,7 @@ fn json_lines_are_one_object_each_with_escaped_strings() {
     let mut e = entry("c\"2");
     e.subject = Some("line\nbreak");
     e.peer = None;
-    write_json(&mut out, &e, at);
+    write_line(&mut out, LogFormat::Json, &e, at);
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.matches('\n').count(), 1);
     assert!(text.ends_with('\n'));
