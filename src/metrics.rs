@@ -62,6 +62,7 @@ struct Inner {
     upstream_responses: [IntCounter; 5],
     upstream_reasons: Vec<IntCounter>,
     upstream_other_reason: IntCounter,
+    upstream_slot_waits: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -177,6 +178,12 @@ impl Metrics {
             .collect();
         let upstream_other_reason = reasons_vec.with_label_values(&[OTHER_CODE]);
 
+        let upstream_slot_waits = must(IntCounter::new(
+            "kmsgate_upstream_slot_waits_total",
+            "Requests that found all upstream.max_connections slots taken and waited for one",
+        ));
+        reg(Box::new(upstream_slot_waits.clone()));
+
         let build = must(IntGaugeVec::new(
             Opts::new("kmsgate_build_info", "The running kmsgate version"),
             &["version"],
@@ -195,6 +202,7 @@ impl Metrics {
                 upstream_responses,
                 upstream_reasons,
                 upstream_other_reason,
+                upstream_slot_waits,
             }),
         }
     }
@@ -234,6 +242,11 @@ impl Metrics {
             Some(reason) => self.inner.upstream_reasons[reason.index()].inc(),
             None => self.inner.upstream_other_reason.inc(),
         }
+    }
+
+    /// Counts a request that had to wait for an upstream slot.
+    pub fn upstream_slot_wait(&self) {
+        self.inner.upstream_slot_waits.inc();
     }
 
     /// The Prometheus text exposition of every family.

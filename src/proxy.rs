@@ -216,7 +216,8 @@ impl tower_service::Service<Request<Body>> for Upstream {
                         metrics,
                     };
                 }
-                let future = tokio::time::timeout(remote.request_timeout, remote.send(req));
+                let future =
+                    tokio::time::timeout(remote.request_timeout, remote.send(req, &metrics));
                 UpstreamFuture {
                     kind: Kind::Remote { future },
                     version,
@@ -273,14 +274,15 @@ impl Future for Call {
 }
 
 impl Remote {
-    /// Sends `req` as soon as a slot is free.
-    fn send(self: &Arc<Self>, req: Request<Body>) -> Call {
+    /// Sends `req` as soon as a slot is free (a wait is counted in `metrics`).
+    fn send(self: &Arc<Self>, req: Request<Body>, metrics: &Metrics) -> Call {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => Call::Sending {
                 future: self.client.request(req),
                 slot: Some(UpstreamSlot { _permit: permit }),
             },
             Err(_) => {
+                metrics.upstream_slot_wait();
                 let remote = self.clone();
                 Call::Waiting {
                     future: Box::pin(async move {

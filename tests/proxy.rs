@@ -332,6 +332,9 @@ async fn requests_beyond_upstream_max_connections_wait_for_a_free_one() {
     );
     // 8 requests, 2 at a time, 100 ms each.
     assert!(start.elapsed() >= Duration::from_millis(400));
+    // At most 2 found a free slot; the others waited, and each wait was counted.
+    let waits = gw.metric("kmsgate_upstream_slot_waits_total", &[]).await;
+    assert!((6.0..=8.0).contains(&waits), "{waits} waits");
 }
 
 #[tokio::test]
