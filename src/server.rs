@@ -297,8 +297,8 @@ where
         }
     }
 
-    /// The PROXY header, then the TLS handshake: the stream and its protocol (by ALPN), or
-    /// None to close.
+    /// The PROXY header, then the TLS handshake (within the header-read timeout, like a plain
+    /// connection's first bytes): the stream and its protocol (by ALPN), or None to close.
     async fn start_tls(
         &mut self,
         mut stream: TcpStream,
@@ -307,10 +307,15 @@ where
         if !self.proxy_header(&mut stream).await {
             return None;
         }
-        let stream = match acceptor.accept(stream).await {
-            Ok(stream) => stream,
-            Err(e) => {
+        let handshake = acceptor.accept(stream);
+        let stream = match tokio::time::timeout(self.http.header_read_timeout, handshake).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
                 tracing::debug!(peer = %self.info.peer, error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.info.peer, "no TLS handshake within the header-read timeout");
                 return None;
             }
         };

@@ -185,3 +185,29 @@ async fn an_https_upstream_is_verified_against_the_ca_file() {
 fn tempfile_ca() -> PathBuf {
     certificate("unrelated").0
 }
+
+/// A client that opens a TLS connection and never sends its ClientHello is closed after the
+/// header-read timeout, as a plain one is: it cannot hold a connection slot forever.
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed_after_the_header_read_timeout() {
+    use tokio::io::AsyncReadExt;
+    let (cert, key) = certificate("stalled");
+    let gw = TestGateway::start(&format!(
+        "[listen]\nheader_read_timeout = \"300ms\"\n{}",
+        tls_toml(&cert, &key)
+    ))
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addrs.public)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut out),
+    )
+    .await;
+    assert!(read.is_ok(), "the gateway kept a stalled handshake open");
+    assert!(out.is_empty());
+    assert!(start.elapsed() >= std::time::Duration::from_millis(300));
+}
