@@ -181,20 +181,13 @@ impl Route {
         )
     }
 
-    /// True for the key actions (both URL styles).
+    /// True for the key actions (both URL styles): the root-key-only ones and the rest.
     pub fn is_key_action(self) -> bool {
-        matches!(
-            self,
-            Route::KeyWrap
-                | Route::KeyUnwrap
-                | Route::KeyRewrap
-                | Route::KeyRotate
-                | Route::KeyEnable
-                | Route::KeyDisable
-                | Route::KeySetForDeletion
-                | Route::KeyUnsetForDeletion
-                | Route::KeySync
-        )
+        self.needs_root_key()
+            || matches!(
+                self,
+                Route::KeySetForDeletion | Route::KeyUnsetForDeletion | Route::KeySync
+            )
     }
 
     /// The operation this route names in an `errorMsg`.
@@ -247,6 +240,26 @@ pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_actions_are_the_nine_action_routes_and_root_only_ones_among_them() {
+        let expected = [
+            Route::KeyWrap,
+            Route::KeyUnwrap,
+            Route::KeyRewrap,
+            Route::KeyRotate,
+            Route::KeyEnable,
+            Route::KeyDisable,
+            Route::KeySetForDeletion,
+            Route::KeyUnsetForDeletion,
+            Route::KeySync,
+        ];
+        for route in Route::ALL {
+            assert_eq!(route.is_key_action(), expected.contains(route), "{route:?}");
+        }
+        assert!(expected[..6].iter().all(|r| r.needs_root_key()));
+        assert!(expected[6..].iter().all(|r| !r.needs_root_key()));
+    }
 
     fn c(method: Method, uri: &str) -> Route {
         let (path, query) = uri
