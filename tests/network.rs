@@ -301,6 +301,50 @@ fn status_of(response: &[u8]) -> Option<u16> {
     text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }
 
+/// A raw HTTP/1.1 response (as read to the end of the connection) as a [`TestResponse`], so the
+/// usual assertions apply to it.
+fn parse_raw(response: &[u8]) -> TestResponse {
+    let text = String::from_utf8_lossy(response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
+    let mut lines = head.lines();
+    let status = status_of(response).unwrap_or_else(|| panic!("no status line: {text}"));
+    let _status_line = lines.next();
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').expect("a header line");
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value.trim()).unwrap(),
+        );
+    }
+    TestResponse {
+        status,
+        version: http::Version::HTTP_11,
+        headers,
+        body: bytes::Bytes::from(body.to_owned()),
+    }
+}
+
+/// Sends `request` (a PROXY header and the request) from 127.0.0.1; asserts a 200 and that
+/// the upstream saw `client` as the client address.
+async fn assert_forwarded_via(
+    public: SocketAddr,
+    upstream: &Recorder,
+    request: &[u8],
+    client: &str,
+) {
+    let res = raw_exchange(public, "127.0.0.1", request).await;
+    assert_eq!(
+        status_of(&res),
+        Some(200),
+        "{}",
+        String::from_utf8_lossy(&res)
+    );
+    assert_eq!(forwarded_for(upstream), client);
+}
+
 fn proxy_v2(src: [u8; 4], dst: [u8; 4], sport: u16) -> Vec<u8> {
     let mut out = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     out.extend_from_slice(&[0x21, 0x11, 0, 12]);
@@ -326,61 +370,18 @@ async fn proxy_protocol_v1_and_v2_from_trusted_proxies_only() {
     let with = |header: &[u8]| [header, &http_request("inst")].concat();
 
     // v1: the PROXY source is the client.
-    let res = raw_exchange(
-        public,
-        "127.0.0.1",
-        &with(b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n"),
-    )
-    .await;
-    assert_eq!(
-        status_of(&res),
-        Some(200),
-        "{}",
-        String::from_utf8_lossy(&res)
-    );
-    assert_eq!(forwarded_for(&upstream), "203.0.113.9");
+    let v1 = b"PROXY TCP4 203.0.113.9 127.0.0.1 5555 80\r\n";
+    assert_forwarded_via(public, &upstream, &with(v1), "203.0.113.9").await;
     // v1 TCP6 with an IPv4-mapped source: IPv4.
-    let res = raw_exchange(
-        public,
-        "127.0.0.1",
-        &with(b"PROXY TCP6 ::ffff:203.0.113.8 ::1 5555 80\r\n"),
-    )
-    .await;
-    assert_eq!(
-        status_of(&res),
-        Some(200),
-        "{}",
-        String::from_utf8_lossy(&res)
-    );
-    assert_eq!(forwarded_for(&upstream), "203.0.113.8");
+    let v1_mapped = b"PROXY TCP6 ::ffff:203.0.113.8 ::1 5555 80\r\n";
+    assert_forwarded_via(public, &upstream, &with(v1_mapped), "203.0.113.8").await;
     // v2.
-    let res = raw_exchange(
-        public,
-        "127.0.0.1",
-        &with(&proxy_v2([203, 0, 113, 7], [127, 0, 0, 1], 4000)),
-    )
-    .await;
-    assert_eq!(
-        status_of(&res),
-        Some(200),
-        "{}",
-        String::from_utf8_lossy(&res)
-    );
-    assert_eq!(forwarded_for(&upstream), "203.0.113.7");
-    // v2, client outside the list: a normal refusal.
-    let res = raw_exchange(
-        public,
-        "127.0.0.1",
-        &with(&proxy_v2([198, 51, 100, 1], [127, 0, 0, 1], 4000)),
-    )
-    .await;
-    assert_eq!(
-        status_of(&res),
-        Some(401),
-        "{}",
-        String::from_utf8_lossy(&res)
-    );
-    assert_eq!(upstream.count(), 3);
+    let v2 = proxy_v2([203, 0, 113, 7], [127, 0, 0, 1], 4000);
+    assert_forwarded_via(public, &upstream, &with(&v2), "203.0.113.7").await;
+    // v2, client outside the list: a normal refusal, which never reaches the upstream.
+    let outside = proxy_v2([198, 51, 100, 1], [127, 0, 0, 1], 4000);
+    let res = raw_exchange(public, "127.0.0.1", &with(&outside)).await;
+    assert_refused(&parse_raw(&res), 401, "UNAUTHORIZED_ERR", &upstream, 3);
 
     // Untrusted peer, malformed header, no header at all: the connection is closed unanswered.
     let closed = [
