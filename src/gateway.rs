@@ -22,6 +22,7 @@ use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
 use crate::layer::network::{Network, NetworkLayer};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::layer::policy_api::{PolicyApi, PolicyApiLayer};
+use crate::layer::route::{RouteGuard, RouteLayer};
 use crate::metrics::Metrics;
 use crate::policy::reload::{self, PolicySource, Reloadable};
 use crate::policy::{IpSet, PolicyStore};
@@ -31,7 +32,9 @@ use crate::server::{self, ServeOptions};
 
 /// The full stack a client request goes through.
 pub type Stack = Observe<
-    ClientIp<Instance<Network<AllowedIp<Bearer<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>>>,
+    RouteGuard<
+        ClientIp<Instance<Network<AllowedIp<Bearer<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>>>,
+    >,
 >;
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
@@ -49,6 +52,9 @@ pub fn stack(
 ) -> Stack {
     // observe: correlation id, route, metrics, access log (outermost: sees every outcome).
     let observe = ObserveLayer::new(metrics.clone(), access_log);
+    // route: the canonical form (path, query, host as a Go KMS reads them; ambiguous requests
+    // refused), then method + path + query → Route; unknown routes refused if configured.
+    let route = RouteLayer::new(config.routes.unknown);
     // client_ip: the peer, or the trusted-proxy walk of X-Forwarded-For / Forwarded.
     // (trusted proxies and [network] come from `live`, which a config reload swaps.)
     let client_ip = ClientIpLayer::live(live.client_ip.clone());
@@ -61,15 +67,17 @@ pub fn stack(
     // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR with
     // WWW-Authenticate; puts the caller's Identity in the extensions.
     let bearer = bearer.clone();
-    // body: bounded buffer of the routes that need it, parse once, Key Protect shape checks.
-    let body = BodyShapeLayer::new(config.body.limit);
+    // body: bounded buffer (body.limit, body.read_timeout) of the routes that need it, parse
+    // once, Key Protect shape checks.
+    let body = BodyShapeLayer::from_config(&config.body);
     // policy_api: policies.api — forward, mirror (apply + persist on 2xx) or own the policy API.
     let policy_api = PolicyApiLayer::new(policies.clone());
     // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
     let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
     let inner = bearer.layer(body.layer(policy_api.layer(key_access.layer(upstream))));
-    observe.layer(client_ip.layer(instance.layer(network.layer(allowed_ip.layer(inner)))))
+    let inner = instance.layer(network.layer(allowed_ip.layer(inner)));
+    observe.layer(route.layer(client_ip.layer(inner)))
 }
 
 /// Why the gateway could not start.

@@ -21,6 +21,7 @@ pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod canonical;
 pub mod cli;
 pub mod collection;
 pub mod config;

@@ -11,6 +11,7 @@
 //! | `UPSTREAM_UNAVAILABLE_ERR` | 502 | the KMS behind the gateway refused or dropped the connection |
 //! | `UPSTREAM_TIMEOUT_ERR` | 504 | the KMS did not answer within `upstream.request_timeout` |
 //! | `BODY_TOO_LARGE_ERR` | 413 | a body the gateway must inspect is larger than `body.limit` |
+//! | `BODY_TIMEOUT_ERR` | 408 | a body the gateway must inspect did not arrive within `body.read_timeout` |
 //! | `GATEWAY_INTERNAL_ERR` | 500 | the gateway failed on its own (a bug); the request was not forwarded |
 //!
 //! Layers never write JSON: they return a [`Rejection`], and [`Rejection::into_response`] renders
@@ -169,6 +170,15 @@ catalogue! {
     UpstreamTimeout = ("UPSTREAM_TIMEOUT_ERR", 504, Suffix, "The KMS behind the gateway did not answer in time"),
     /// Gateway: a body the gateway inspects is larger than its limit.
     BodyTooLarge = ("BODY_TOO_LARGE_ERR", 413, Suffix, "The request body is larger than the gateway accepts"),
+    /// Gateway: a body the gateway inspects did not arrive within `body.read_timeout`.
+    BodyTimeout = ("BODY_TIMEOUT_ERR", 408, Suffix, "The request body was not received in time"),
+    /// Gateway: the request reads differently to the gateway and to a Go KMS (an encoded `/`,
+    /// a repeated deciding header, a bad escape or host); the detail says which.
+    AmbiguousRequest = ("AMBIGUOUS_REQUEST_ERR", 400, Suffix, "The request can be read in more than one way"),
+    /// Gateway: a method that no Key Protect operation accepts (`CONNECT`, `TRACE`, …).
+    MethodNotAllowed = ("METHOD_NOT_ALLOWED_ERR", 405, Suffix, "No Key Protect operation accepts this method"),
+    /// Gateway: with `routes.unknown = "refuse"`, a request that is no Key Protect operation.
+    UnknownRoute = ("UNKNOWN_ROUTE_ERR", 404, Suffix, "The request is not a Key Protect API operation"),
     /// Gateway: an internal failure; the request was not forwarded.
     GatewayInternal = ("GATEWAY_INTERNAL_ERR", 500, Suffix, "The gateway failed to process the request"),
 }

@@ -121,8 +121,14 @@ impl Auth {
             Some((jwks, fetched)) if jwks.is_fresh(fetched) => &fetched.keys,
             _ => &[],
         };
-        self.verifier
-            .check(headers.get(header::AUTHORIZATION), keys, unix_now())
+        // Two Authorization lines read as two different callers (Go takes the first, others
+        // the last or both): refused as a malformed header.
+        let mut lines = headers.get_all(header::AUTHORIZATION).iter();
+        let authorization = lines.next();
+        if lines.next().is_some() {
+            return Err(Failure::NotBearer);
+        }
+        self.verifier.check(authorization, keys, unix_now())
     }
 
     /// Counts a final decision.

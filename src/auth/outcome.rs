@@ -10,7 +10,8 @@ use crate::reason::Reason;
 pub enum Failure {
     /// No `Authorization` header.
     MissingHeader,
-    /// A scheme other than `Bearer`, or a header value that is not visible ASCII.
+    /// A scheme other than `Bearer`, a header value that is not visible ASCII, or more than
+    /// one `Authorization` header.
     NotBearer,
     /// `Bearer` with nothing after it.
     EmptyToken,

@@ -35,6 +35,7 @@ const SECTIONS: &[&str] = &[
     "log",
     "shutdown",
     "body",
+    "routes",
     "auth",
     "client_ip",
     "network",
@@ -55,6 +56,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Request-body inspection.
     pub body: BodyConfig,
+    /// What happens to requests that are no Key Protect operation.
+    pub routes: RoutesConfig,
     /// Bearer-token validation.
     pub auth: crate::auth::AuthConfig,
     /// How the client address is derived (trusted proxies, PROXY protocol).
@@ -215,12 +218,44 @@ impl Default for ShutdownConfig {
 pub struct BodyConfig {
     /// Largest body the gateway buffers for inspection, in bytes; larger → 413.
     pub limit: usize,
+    /// The whole inspected body must arrive within this time (from when the request reaches the
+    /// body layer); a body that trickles in more slowly, or stops, → 408 `BODY_TIMEOUT_ERR`.
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+}
+
+impl BodyConfig {
+    /// The default `body.read_timeout`.
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Default for BodyConfig {
     fn default() -> Self {
-        BodyConfig { limit: 1024 * 1024 }
+        BodyConfig {
+            limit: 1024 * 1024,
+            read_timeout: BodyConfig::DEFAULT_READ_TIMEOUT,
+        }
     }
+}
+
+/// `[routes]`: requests whose route the gateway does not recognise.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutesConfig {
+    /// `forward` (the default) or `refuse` (404 `UNKNOWN_ROUTE_ERR`), for a KMS that serves
+    /// nothing but the Key Protect API.
+    pub unknown: UnknownRoute,
+}
+
+/// `routes.unknown`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownRoute {
+    /// Forward it unchecked, counted as route `other`.
+    #[default]
+    Forward,
+    /// Refuse it with 404 `UNKNOWN_ROUTE_ERR`.
+    Refuse,
 }
 
 impl Config {
@@ -305,6 +340,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "body.limit",
                 "must be at least 1 byte",
+            ));
+        }
+        if self.body.read_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "body.read_timeout",
+                "must be longer than zero",
             ));
         }
         self.auth.validate()?;

@@ -65,6 +65,7 @@ pub fn restart_keys(running: &Config, next: &Config) -> Vec<&'static str> {
         ("log", differs(&running.log, &next.log)),
         ("shutdown", differs(&running.shutdown, &next.shutdown)),
         ("body", differs(&running.body, &next.body)),
+        ("routes", differs(&running.routes, &next.routes)),
         ("auth", differs(&running.auth, &next.auth)),
         (
             "client_ip.proxy_protocol",

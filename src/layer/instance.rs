@@ -6,12 +6,21 @@
 //! the configured default (or no policies) — or, with `policies.unknown_instance = "reject"`,
 //! 401 `UNAUTHORIZED_ERR` (no `reasons`, as Key Protect answers an instance the caller may not
 //! use); a request without the header counts as an unknown instance.
+//!
+//! Instance ids are UUIDs, and a Go KMS parses the header as one (`google/uuid` accepts upper
+//! case, braces, `urn:uuid:` and no hyphens). So the layer first makes the header canonical:
+//! any UUID spelling becomes the lowercase hyphenated form — the policies are looked up by it,
+//! and it is what goes upstream. A repeated header, or a value that names several ids
+//! (`a, b`) or carries spaces, is refused: 400 `AMBIGUOUS_REQUEST_ERR`.
 
 use std::sync::Arc;
 
-use http::{HeaderName, Request};
+use std::borrow::Cow;
+
+use http::{HeaderName, HeaderValue, Request};
 
 use crate::body::Body;
+use crate::canonical::{self, Ambiguity};
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
 use crate::layer::refusal;
@@ -42,6 +51,7 @@ impl InstanceLayer {
 
 impl Check for InstanceCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
+        canonicalize(req).map_err(Ambiguity::rejection)?;
         if let Some(policy) = self.store.find(instance_id(req)) {
             req.extensions_mut().insert(policy);
             return Ok(());
@@ -52,6 +62,30 @@ impl Check for InstanceCheck {
         }
         Err(refusal(Reason::Unauthorized, req))
     }
+}
+
+/// Makes the `bluemix-instance` header canonical (see the [module docs](self)).
+pub fn canonicalize<B>(req: &mut Request<B>) -> Result<(), Ambiguity> {
+    const NAME: &str = "bluemix-instance";
+    let mut values = req.headers().get_all(BLUEMIX_INSTANCE).iter();
+    let Some(value) = values.next() else {
+        return Ok(());
+    };
+    if values.next().is_some() {
+        return Err(Ambiguity::DuplicateHeader(NAME));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| Ambiguity::BadHeaderValue(NAME))?
+        .trim();
+    if text.bytes().any(|b| matches!(b, b',' | b' ' | b'\t')) {
+        return Err(Ambiguity::BadHeaderValue(NAME));
+    }
+    if let Some(Cow::Owned(id)) = canonical::instance_id(text) {
+        let id = HeaderValue::try_from(id).map_err(|_| Ambiguity::BadHeaderValue(NAME))?;
+        req.headers_mut().insert(BLUEMIX_INSTANCE, id);
+    }
+    Ok(())
 }
 
 /// The request's instance id (the trimmed `bluemix-instance` header), if it names one.

@@ -25,6 +25,7 @@ pub mod key_access;
 pub mod network;
 pub mod observe;
 pub mod policy_api;
+pub mod route;
 pub mod shadow;
 
 /// A refusal with `reason` that names the request's operation in its `errorMsg`.

@@ -3,8 +3,9 @@
 //! - **Correlation id**: the client's `correlation-id` is reused when it is a sane header
 //!   value (≤ 128 visible ASCII bytes); otherwise one is generated. It goes upstream, into the
 //!   access log, and back to the client on every response, refusals included.
-//! - **Route**: the request is classified once; the [`Route`] goes into the request extensions
-//!   for the layers below.
+//! - **Route**: the route layer below classifies the request once (after making it canonical)
+//!   and records the [`Route`] in the [`RequestLog`]; a request refused before that counts as
+//!   `other`.
 //! - **Metrics**: `kmsgate_requests_total{route,outcome}`, the latency histogram, and
 //!   `kmsgate_rejections_total{code,status}` for refusals (read from the [`Rejected`] marker,
 //!   so the count happens in one place).
@@ -39,6 +40,7 @@ pub const CORRELATION_ID: HeaderName = HeaderName::from_static("correlation-id")
 /// request extensions as `Arc<RequestLog>`.
 #[derive(Debug, Default)]
 pub struct RequestLog {
+    route: OnceLock<Route>,
     client: OnceLock<IpAddr>,
     subject: OnceLock<Box<str>>,
     note: OnceLock<&'static str>,
@@ -46,6 +48,16 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
+    /// Records the request's route (the route layer does, once).
+    pub fn set_route(&self, route: Route) {
+        let _ = self.route.set(route);
+    }
+
+    /// The request's route: `other` until the route layer has classified it.
+    pub fn route(&self) -> Route {
+        self.route.get().copied().unwrap_or(Route::Other)
+    }
+
     /// Records the derived client address.
     pub fn set_client(&self, ip: IpAddr) {
         let _ = self.client.set(ip);
@@ -133,7 +145,6 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let start = Instant::now();
-        let route = Route::classify(req.method(), req.uri().path(), req.uri().query());
         let correlation_id = match req.headers().get(CORRELATION_ID) {
             Some(value) if is_sane_id(value) => value.clone(),
             _ => {
@@ -145,12 +156,10 @@ where
         let log = Arc::new(RequestLog::default());
         let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
         let method = req.method().clone();
-        req.extensions_mut().insert(route);
         req.extensions_mut().insert(log.clone());
         ObserveFuture {
             inner: self.inner.call(req),
             start,
-            route,
             correlation_id: Some(correlation_id),
             method,
             peer,
@@ -166,7 +175,6 @@ pin_project! {
         #[pin]
         inner: F,
         start: Instant,
-        route: Route,
         correlation_id: Option<HeaderValue>,
         method: Method,
         peer: Option<SocketAddr>,
@@ -203,7 +211,8 @@ where
             }
             None => Outcome::Forwarded,
         };
-        this.shared.metrics.request(*this.route, outcome, seconds);
+        let route = this.log.route();
+        this.shared.metrics.request(route, outcome, seconds);
         let shadow = this.log.shadow.get().copied();
         if let Some(reason) = shadow {
             this.shared.metrics.shadow_rejection(reason);
@@ -213,7 +222,7 @@ where
             let status = response.status().as_u16();
             access_log.record(&Entry {
                 method: this.method.as_str(),
-                route: this.route.as_str(),
+                route: route.as_str(),
                 status,
                 reason: rejected.map(|r| r.code()),
                 upstream_status: from_upstream.then_some(status),

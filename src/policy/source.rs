@@ -26,6 +26,7 @@ use super::model::PolicyRecords;
 use super::parse::parse_records;
 use super::render::render_document_pretty;
 use super::store::{Snapshot, options};
+use crate::canonical;
 use crate::config::ConfigError;
 
 /// The file name of the default document.
@@ -171,16 +172,39 @@ pub fn read_file(path: &Path) -> Result<PolicyRecords, SourceError> {
 /// in `policies.dir`. Any invalid file fails the whole build (the caller keeps what it had).
 pub fn load(config: &PoliciesConfig) -> Result<Snapshot, SourceError> {
     let (inline, mut default) = Snapshot::inline_records(config)?;
-    let mut instances: HashMap<String, PolicyRecords> = inline.into_iter().collect();
+    let mut instances: HashMap<String, PolicyRecords> = inline
+        .into_iter()
+        .map(|(id, records)| (canonical::instance_key(&id).into_owned(), records))
+        .collect();
     if let Some(dir) = &config.dir {
+        // Instance ids are canonical UUIDs whatever a file's name spells; of two files naming
+        // one instance, the canonically named one wins, and two other spellings are an error.
+        let mut from_files: HashMap<String, PathBuf> = HashMap::new();
         for (id, path, _) in entries(dir)? {
             let records = read_file(&path)?;
-            match id {
-                Some(id) => {
-                    instances.insert(id, records);
+            let Some(id) = id else {
+                default = Some(records);
+                continue;
+            };
+            let key = canonical::instance_key(&id).into_owned();
+            let is_canonical = key == id;
+            if let Some(other) = from_files.get(&key) {
+                let other_is_canonical = other.file_stem().is_some_and(|s| s == key.as_str());
+                if other_is_canonical {
+                    continue;
                 }
-                None => default = Some(records),
+                if !is_canonical {
+                    return Err(SourceError::Invalid {
+                        path,
+                        reason: format!(
+                            "names instance {key}, as {} does; rename one to {key}.json",
+                            other.display()
+                        ),
+                    });
+                }
             }
+            from_files.insert(key.clone(), path);
+            instances.insert(key, records);
         }
     }
     Ok(Snapshot::build(instances, default, options(config)?))

@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 
 use super::model::{InstancePolicies, PolicyRecords};
 use super::{ActivePolicy, Shadow, parse};
+use crate::canonical;
 use crate::config::ConfigError;
 
 pub use super::config::PoliciesConfig;
@@ -63,6 +64,7 @@ impl Snapshot {
         let instances = instances
             .into_iter()
             .map(|(id, records)| {
+                let id = canonical::instance_key(&id).into_owned();
                 let policy = ActivePolicy::compile_records(
                     Some(Arc::from(id.as_str())),
                     records,
@@ -140,6 +142,7 @@ impl Snapshot {
 
     /// This snapshot with `instance`'s policies replaced by `records`.
     pub fn with_instance(&self, instance: &str, records: PolicyRecords) -> Snapshot {
+        let instance = &*canonical::instance_key(instance);
         let mut next = self.clone();
         let policy =
             ActivePolicy::compile_records(Some(Arc::from(instance)), records, self.options.shadow);

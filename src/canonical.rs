@@ -1,0 +1,380 @@
+//! The canonical form of a request: the one reading that both the gateway and the Go KMS behind
+//! it (`net/http` routing, `url.ParseQuery`, `google/uuid`) give the same bytes.
+//!
+//! The gateway decides on a request and forwards it; the KMS executes its own reading of what
+//! was forwarded. Wherever the two readings could differ, this module either makes the request
+//! canonical *before* the decision (and the canonical form is what goes upstream) or says why
+//! the request is ambiguous, and it is refused. `docs/canonical.md` has the table.
+//!
+//! Every function has a fast path for input that is canonical already (the common case: real
+//! clients never percent-encode a route), which costs one scan and allocates nothing.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::reason::{Reason, Rejection, Target};
+
+/// Why a request cannot be made canonical: it reads differently in different places.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ambiguity {
+    /// A `%` not followed by two hex digits (Go's `url.Parse` fails on it).
+    BadEscape,
+    /// `%2F` in a path segment: one segment to Go's `ServeMux`, two to a router on the decoded
+    /// path.
+    EncodedSlash,
+    /// A `;` in the query: Go ≥ 1.17 drops such a pair, other readers split on it.
+    QuerySemicolon,
+    /// A query parameter the gateway decides on appears more than once.
+    DuplicateParam(&'static str),
+    /// A header the gateway decides on appears more than once.
+    DuplicateHeader(&'static str),
+    /// A header value that names several things (`a, b`) or is not visible ASCII.
+    BadHeaderValue(&'static str),
+    /// The Host header (or request-target authority) is not a valid host.
+    BadHost,
+}
+
+impl Ambiguity {
+    /// The refusal: 400 `INVALID_QUERY_PARAM_ERR` for the query (a catalogue code fits), 400
+    /// `AMBIGUOUS_REQUEST_ERR` for the rest; the detail names the ambiguity.
+    pub fn rejection(self) -> Rejection {
+        match self {
+            Ambiguity::QuerySemicolon => {
+                Rejection::new(Reason::InvalidQueryParam).detail(self.to_string())
+            }
+            Ambiguity::DuplicateParam(name) => Rejection::new(Reason::InvalidQueryParam)
+                .detail(self.to_string())
+                .target(Target::query_param(name)),
+            _ => Rejection::new(Reason::AmbiguousRequest).detail(self.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Ambiguity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ambiguity::BadEscape => f.write_str("a percent-escape is not two hex digits"),
+            Ambiguity::EncodedSlash => f.write_str("an encoded '/' in a path segment"),
+            Ambiguity::QuerySemicolon => f.write_str("a ';' in the query"),
+            Ambiguity::DuplicateParam(name) => write!(f, "query parameter '{name}' is repeated"),
+            Ambiguity::DuplicateHeader(name) => write!(f, "header '{name}' is repeated"),
+            Ambiguity::BadHeaderValue(name) => write!(f, "header '{name}' is not a single value"),
+            Ambiguity::BadHost => f.write_str("the host is not a valid host name or address"),
+        }
+    }
+}
+
+/// The query parameters the gateway decides on (`?action=` selects a key action, `?policy=`
+/// an instance policy type): each may appear at most once.
+pub const DECIDING_PARAMS: [&str; 2] = ["action", "policy"];
+
+/// The canonical form of a URL path, or `None` when `path` is canonical already.
+///
+/// Percent-escapes are decoded (Go routes on the decoded path) and re-encoded only where a
+/// path needs it; `.` and `..` segments are resolved and empty segments collapsed (Go's
+/// `ServeMux` cleans a path the same way before it routes). A trailing `/` is kept. A bad
+/// escape or an encoded `/` is an [`Ambiguity`].
+pub fn path(path: &str) -> Result<Option<String>, Ambiguity> {
+    if !needs_cleaning(path.as_bytes()) {
+        return Ok(None);
+    }
+    let trailing_slash = path.len() > 1 && path.ends_with('/');
+    let mut segments: Vec<Vec<u8>> = Vec::new();
+    for raw in path.split('/') {
+        let segment = decode(raw.as_bytes(), false)?;
+        if segment.contains(&b'/') {
+            return Err(Ambiguity::EncodedSlash);
+        }
+        match &segment[..] {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment.into_owned()),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &segments {
+        out.push('/');
+        encode_into(&mut out, segment, is_path_char);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    Ok((out != path).then_some(out))
+}
+
+/// True when a path has an escape, an empty segment or a dot segment.
+fn needs_cleaning(path: &[u8]) -> bool {
+    if path.first() != Some(&b'/') {
+        return !path.is_empty();
+    }
+    let mut segment_start = 0;
+    for (i, &b) in path.iter().enumerate() {
+        match b {
+            b'%' => return true,
+            b'/' if i > 0 => {
+                if is_dot_or_empty(&path[segment_start..i]) {
+                    return true;
+                }
+                segment_start = i + 1;
+            }
+            b'/' => segment_start = 1,
+            _ => {}
+        }
+    }
+    matches!(&path[segment_start..], b"." | b"..")
+}
+
+fn is_dot_or_empty(segment: &[u8]) -> bool {
+    matches!(segment, b"" | b"." | b"..")
+}
+
+/// The canonical form of a query string, or `None` when it is canonical already.
+///
+/// Read as Go's `url.ParseQuery` reads it: pairs split on `&`, `+` is a space, escapes decoded;
+/// the canonical form re-encodes each key and value so that every reader decodes the same
+/// text. A `;` or a bad escape (pairs Go silently drops) and a repeated
+/// [`DECIDING_PARAMS`] name (Go takes the first, other readers the last) are ambiguous.
+pub fn query(query: &str) -> Result<Option<String>, Ambiguity> {
+    let mut seen = [false; DECIDING_PARAMS.len()];
+    let simple = !query.bytes().any(|b| matches!(b, b'%' | b'+' | b';'));
+    if simple {
+        for pair in query.split('&') {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            note_param(&mut seen, key.as_bytes())?;
+        }
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(query.len());
+    for pair in query.split('&') {
+        if pair.contains(';') {
+            return Err(Ambiguity::QuerySemicolon);
+        }
+        if pair.is_empty() {
+            continue;
+        }
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = decode(key.as_bytes(), true)?;
+        let value = decode(value.as_bytes(), true)?;
+        note_param(&mut seen, &key)?;
+        if !out.is_empty() {
+            out.push('&');
+        }
+        encode_into(&mut out, &key, is_query_char);
+        out.push('=');
+        encode_into(&mut out, &value, is_query_char);
+    }
+    Ok((out != query).then_some(out))
+}
+
+fn note_param(seen: &mut [bool; DECIDING_PARAMS.len()], key: &[u8]) -> Result<(), Ambiguity> {
+    for (i, name) in DECIDING_PARAMS.iter().enumerate() {
+        if key == name.as_bytes() {
+            if seen[i] {
+                return Err(Ambiguity::DuplicateParam(name));
+            }
+            seen[i] = true;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes `%XX` escapes (and, in a query, `+` as a space), borrowing when there are none.
+fn decode(raw: &[u8], plus_is_space: bool) -> Result<Cow<'_, [u8]>, Ambiguity> {
+    if !raw
+        .iter()
+        .any(|&b| b == b'%' || (plus_is_space && b == b'+'))
+    {
+        return Ok(Cow::Borrowed(raw));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => {
+                let hi = raw.get(i + 1).and_then(|&b| hex(b));
+                let lo = raw.get(i + 2).and_then(|&b| hex(b));
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(Ambiguity::BadEscape);
+                };
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Unreserved characters (RFC 3986), which no reader decodes differently.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Characters a path segment may carry unescaped.
+fn is_path_char(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// Characters a query key or value may carry unescaped (no `&`, `=`, `+`, `;`).
+fn is_query_char(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'!' | b'$' | b'\'' | b'(' | b')' | b'*' | b',' | b':' | b'@' | b'/' | b'?'
+        )
+}
+
+fn encode_into(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+}
+
+/// A Key Protect instance id in its canonical form (lowercase, hyphenated `8-4-4-4-12`), if
+/// `id` is a UUID in any spelling Go's `github.com/google/uuid.Parse` accepts: hyphenated,
+/// braced (`{…}`), `urn:uuid:…` (any case), or 32 hex digits; hex digits in either case.
+/// `None` for anything else.
+pub fn instance_id(id: &str) -> Option<Cow<'_, str>> {
+    let bytes = id.as_bytes();
+    let hex_digits: [u8; 32] = match bytes.len() {
+        36 => hyphenated(bytes)?,
+        38 if bytes[0] == b'{' && bytes[37] == b'}' => hyphenated(&bytes[1..37])?,
+        45 if bytes[..9].eq_ignore_ascii_case(b"urn:uuid:") => hyphenated(&bytes[9..])?,
+        32 => {
+            let mut out = [0u8; 32];
+            for (o, &b) in out.iter_mut().zip(bytes) {
+                hex(b)?;
+                *o = b.to_ascii_lowercase();
+            }
+            out
+        }
+        _ => return None,
+    };
+    let mut out = String::with_capacity(36);
+    for (i, &b) in hex_digits.iter().enumerate() {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        out.push(char::from(b));
+    }
+    if out == id {
+        Some(Cow::Borrowed(id))
+    } else {
+        Some(Cow::Owned(out))
+    }
+}
+
+/// The key an instance's policies are stored under: the canonical UUID when `id` is one in
+/// any spelling ([`instance_id`]), else `id` itself.
+pub fn instance_key(id: &str) -> Cow<'_, str> {
+    instance_id(id).unwrap_or(Cow::Borrowed(id))
+}
+
+/// The 32 lowercase hex digits of a 36-byte hyphenated UUID.
+fn hyphenated(bytes: &[u8]) -> Option<[u8; 32]> {
+    if bytes.len() != 36 || [8, 13, 18, 23].iter().any(|&i| bytes[i] != b'-') {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    let digits = bytes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !matches!(i, 8 | 13 | 18 | 23));
+    for (o, (_, &b)) in out.iter_mut().zip(digits) {
+        hex(b)?;
+        *o = b.to_ascii_lowercase();
+    }
+    Some(out)
+}
+
+/// Checks that `host` (a Host header or request-target authority) is a host as Go's
+/// `httpguts.ValidHostHeader` and a DNS name or IP literal allow: `name[:port]` or
+/// `[v6]:port`, no user info, no characters outside a host name. A bracketed text that is
+/// not an IPv6 address is refused: one reader strips the brackets, another does not.
+pub fn host(host: &str) -> Result<(), Ambiguity> {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or(Ambiguity::BadHost)?;
+        inside
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| Ambiguity::BadHost)?;
+        port(after)?;
+        return Ok(());
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, digits)) => {
+                port_digits(digits)?;
+                name
+            }
+            None => host,
+        }
+    };
+    let valid = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Ambiguity::BadHost)
+    }
+}
+
+/// `""` or `:` and a port.
+fn port(after: &str) -> Result<(), Ambiguity> {
+    match after.strip_prefix(':') {
+        None if after.is_empty() => Ok(()),
+        Some(digits) => port_digits(digits),
+        None => Err(Ambiguity::BadHost),
+    }
+}
+
+/// At most five digits (Go accepts an empty port and drops it).
+fn port_digits(digits: &str) -> Result<(), Ambiguity> {
+    if digits.len() <= 5 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(Ambiguity::BadHost)
+    }
+}
+
+#[cfg(test)]
+mod tests;
