@@ -32,6 +32,8 @@ pub enum Ambiguity {
     BadHeaderValue(&'static str),
     /// The Host header (or request-target authority) is not a valid host.
     BadHost,
+    /// An HTTP/1.1 request without a `Host` header (RFC 9112 §3.2: 400).
+    MissingHost,
 }
 
 impl Ambiguity {
@@ -60,6 +62,7 @@ impl fmt::Display for Ambiguity {
             Ambiguity::DuplicateHeader(name) => write!(f, "header '{name}' is repeated"),
             Ambiguity::BadHeaderValue(name) => write!(f, "header '{name}' is not a single value"),
             Ambiguity::BadHost => f.write_str("the host is not a valid host name or address"),
+            Ambiguity::MissingHost => f.write_str("an HTTP/1.1 request without a Host header"),
         }
     }
 }
@@ -272,13 +275,17 @@ fn encode_into(out: &mut String, bytes: &[u8], keep: fn(u8) -> bool) {
 
 /// A Key Protect instance id in its canonical form (lowercase, hyphenated `8-4-4-4-12`), if
 /// `id` is a UUID in any spelling Go's `github.com/google/uuid.Parse` accepts: hyphenated,
-/// braced (`{…}`), `urn:uuid:…` (any case), or 32 hex digits; hex digits in either case.
-/// `None` for anything else.
+/// braced (`{…}` — and, as `uuid.Parse` never looks at the first and last of 38 bytes, any
+/// other wrapper: `(…)`, `x…y`), `urn:uuid:…` (any case), or 32 hex digits; hex digits in
+/// either case. `None` for anything else. An id that is canonical already is borrowed.
 pub fn instance_id(id: &str) -> Option<Cow<'_, str>> {
     let bytes = id.as_bytes();
+    if is_canonical_uuid(bytes) {
+        return Some(Cow::Borrowed(id));
+    }
     let hex_digits: [u8; 32] = match bytes.len() {
         36 => hyphenated(bytes)?,
-        38 if bytes[0] == b'{' && bytes[37] == b'}' => hyphenated(&bytes[1..37])?,
+        38 => hyphenated(&bytes[1..37])?,
         45 if bytes[..9].eq_ignore_ascii_case(b"urn:uuid:") => hyphenated(&bytes[9..])?,
         32 => {
             let mut out = [0u8; 32];
@@ -297,11 +304,17 @@ pub fn instance_id(id: &str) -> Option<Cow<'_, str>> {
         }
         out.push(char::from(b));
     }
-    if out == id {
-        Some(Cow::Borrowed(id))
-    } else {
-        Some(Cow::Owned(out))
-    }
+    Some(Cow::Owned(out))
+}
+
+/// Lowercase hex digits with hyphens at 8, 13, 18 and 23: the form ids are stored and
+/// forwarded in.
+fn is_canonical_uuid(bytes: &[u8]) -> bool {
+    bytes.len() == 36
+        && bytes.iter().enumerate().all(|(i, &b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
 }
 
 /// The key an instance's policies are stored under: the canonical UUID when `id` is one in

@@ -9,7 +9,7 @@
 //! | input | answer |
 //! |---|---|
 //! | a method no Key Protect operation accepts (`CONNECT`, `TRACE`, lower-case `get`, …) | 405 `METHOD_NOT_ALLOWED_ERR` |
-//! | bad `%` escape or encoded `/` in the path, repeated or invalid `Host` | 400 `AMBIGUOUS_REQUEST_ERR` |
+//! | bad `%` escape or encoded `/` in the path; repeated, invalid or (HTTP/1.1) missing `Host` | 400 `AMBIGUOUS_REQUEST_ERR` |
 //! | `;`, a bad escape, or a repeated `action`/`policy` in the query | 400 `INVALID_QUERY_PARAM_ERR` |
 //! | with `routes.unknown = "refuse"`: a request that is no Key Protect operation | 404 `UNKNOWN_ROUTE_ERR` |
 //!
@@ -112,6 +112,13 @@ fn canonical_host<B>(req: &mut Request<B>) -> Result<(), Ambiguity> {
     if hosts.next().is_some() {
         return Err(Ambiguity::DuplicateHeader("host"));
     }
+    // Go refuses a malformed Host header even when the target's authority overrides it, and an
+    // HTTP/1.1 request without one even in absolute form (RFC 9112 §3.2: 400).
+    match first {
+        Some(header) => canonical::host(header.to_str().map_err(|_| Ambiguity::BadHost)?)?,
+        None if req.version() == http::Version::HTTP_11 => return Err(Ambiguity::MissingHost),
+        None => {}
+    }
     match (req.uri().authority(), first) {
         (Some(authority), header) => {
             canonical::host(authority.as_str())?;
@@ -122,8 +129,7 @@ fn canonical_host<B>(req: &mut Request<B>) -> Result<(), Ambiguity> {
             }
             Ok(())
         }
-        (None, Some(header)) => canonical::host(header.to_str().map_err(|_| Ambiguity::BadHost)?),
-        (None, None) => Ok(()),
+        (None, _) => Ok(()),
     }
 }
 
@@ -145,7 +151,11 @@ mod tests {
     use super::*;
 
     fn canonical(uri: &str) -> Result<String, Reason> {
-        let mut req = Request::builder().uri(uri).body(()).unwrap();
+        let mut req = Request::builder()
+            .uri(uri)
+            .header("host", "kms.example")
+            .body(())
+            .unwrap();
         canonicalize(&mut req).map_err(|r| r.reason())?;
         Ok(req.uri().to_string())
     }
@@ -203,6 +213,28 @@ mod tests {
         let mut req = Request::builder()
             .uri("/api/v2/keys")
             .header("host", "[private.example]")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            canonicalize(&mut req).unwrap_err().reason(),
+            Reason::AmbiguousRequest
+        );
+        // HTTP/1.1 needs a Host (RFC 9112 §3.2); HTTP/1.0 does not.
+        let mut req = Request::builder().uri("/api/v2/keys").body(()).unwrap();
+        assert_eq!(
+            canonicalize(&mut req).unwrap_err().reason(),
+            Reason::AmbiguousRequest
+        );
+        let mut req = Request::builder()
+            .uri("/api/v2/keys")
+            .version(http::Version::HTTP_10)
+            .body(())
+            .unwrap();
+        assert!(canonicalize(&mut req).is_ok());
+        // A malformed Host is refused even when the target's authority overrides it.
+        let mut req = Request::builder()
+            .uri("http://private.example/api/v2/keys")
+            .header("host", "user@private.example")
             .body(())
             .unwrap();
         assert_eq!(
