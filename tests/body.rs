@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 use support::{Recorder, TestGateway, TestResponse, assert_rejected};
 
@@ -685,4 +687,359 @@ async fn instance_policy_put_rules_through_the_gateway() {
     .await;
     assert_eq!(res.status, 200);
     assert_eq!(upstream.count(), 1);
+}
+
+// === Read as Go reads it: duplicate fields, trailing data ===
+
+/// The issue's example: the first `resources` imports key material, the second looks like a
+/// plain create. Go decodes the second array into the elements of the first (golang/go#21092),
+/// so the KMS would import while a "last wins" reader saw a create.
+const IMPORT_DISGUISED_AS_CREATE: &str = r#"{"metadata":{"collectionType":"application/vnd.ibm.kms.key+json","collectionTotal":1},"resources":[{"type":"application/vnd.ibm.kms.key+json","name":"k","extractable":true,"payload":"c2VjcmV0"}],"resources":[{"type":"application/vnd.ibm.kms.key+json","name":"k","extractable":true}]}"#;
+
+/// A refused body: 400 `BAD_BODY_ERR`, the create errorMsg, a detail that starts with `detail`.
+fn assert_bad_body(res: &TestResponse, error_msg: &str, detail: &str) {
+    assert_rejected(res, 400, "BAD_BODY_ERR");
+    let v = res.json();
+    assert_eq!(v["resources"][0]["errorMsg"], error_msg);
+    let message = v["resources"][0]["reasons"][0]["message"].as_str().unwrap();
+    let got = message
+        .strip_prefix(&format!("{BAD_BODY}: "))
+        .unwrap_or(message);
+    assert!(got.starts_with(detail), "{message}");
+}
+
+#[tokio::test]
+async fn an_inspected_field_given_twice_is_refused_in_any_spelling() {
+    let upstream = Recorder::start().await;
+    let gw = gateway(&upstream, "").await;
+    let case_variant =
+        IMPORT_DISGUISED_AS_CREATE.replace(r#"],"resources":["#, r#"],"Resources":["#);
+    let escaped =
+        IMPORT_DISGUISED_AS_CREATE.replace(r#"],"resources":["#, r#"],"re\u0073ources":["#);
+    let long_s =
+        IMPORT_DISGUISED_AS_CREATE.replace(r#"],"resources":["#, "],\"RE\u{17F}OURCES\":[");
+    // The body views name the field as Key Protect's struct does, whatever the spelling.
+    for body in [IMPORT_DISGUISED_AS_CREATE, &case_variant, &escaped, &long_s] {
+        for path in ["/api/v2/keys", "/api/v2/keys_with_policy_overrides"] {
+            for h2 in [false, true] {
+                let mut req = gw
+                    .request("POST", path)
+                    .header("authorization", "Bearer test-token")
+                    .header("bluemix-instance", INSTANCE)
+                    .body(body.to_owned());
+                if h2 {
+                    req = req.h2();
+                }
+                let res = req.send().await;
+                assert_bad_body(&res, CREATE_ERROR_MSG, "duplicate field \"resources\"");
+            }
+        }
+    }
+    // One level down: in the key resource, and in an action body (both URL styles).
+    let res = send(
+        &gw,
+        "POST",
+        "/api/v2/keys",
+        KEY_CT,
+        &STANDARD_CREATE.replace(
+            r#""extractable":true"#,
+            r#""extractable":true,"payload":"c2VjcmV0","Payload":"""#,
+        ),
+    )
+    .await;
+    assert_bad_body(&res, CREATE_ERROR_MSG, "duplicate field \"payload\"");
+    let rotate = r#"{"payload":"c2VjcmV0","encryptedNonce":"YWJj","iv":"YWJj","IV":""}"#;
+    for path in [
+        "/api/v2/keys/k1/actions/rotate",
+        "/api/v2/keys/k1?action=rotate",
+    ] {
+        let res = send(&gw, "POST", path, ACTION_CT, rotate).await;
+        assert_bad_body(
+            &res,
+            "Bad Request: Action could not be performed on key. Please see `reasons` for more details.",
+            "duplicate field \"iv\"",
+        );
+    }
+    // Instance-policy PUTs, at any depth.
+    let policy = r#"{"metadata":{"collectionType":"application/vnd.ibm.kms.policy+json","collectionTotal":1},"resources":[{"policy_type":"keyCreateImportAccess","policy_data":{"enabled":true,"attributes":{"enforce_token":true,"ENFORCE_TOKEN":false}}}]}"#;
+    let res = send(
+        &gw,
+        "PUT",
+        "/api/v2/instance/policies?policy=keyCreateImportAccess",
+        POLICY_CT,
+        policy,
+    )
+    .await;
+    assert_bad_body(&res, POLICY_ERROR_MSG, "duplicate field \"ENFORCE_TOKEN\"");
+    assert_eq!(upstream.count(), 0, "the upstream saw a refused request");
+    assert!(
+        gw.metric("kmsgate_rejections_total", &[("code", "BAD_BODY_ERR")])
+            .await
+            >= 20.0
+    );
+
+    // Duplicates of fields the gateway does not read are the KMS's business.
+    let body = STANDARD_CREATE.replace(r#""name":"k""#, r#""name":"a","name":"b""#);
+    let res = send(&gw, "POST", "/api/v2/keys", KEY_CT, &body).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(&upstream.last().body[..], body.as_bytes());
+}
+
+const STANDARD_CREATE: &str = r#"{"metadata":{"collectionType":"application/vnd.ibm.kms.key+json","collectionTotal":1},"resources":[{"type":"application/vnd.ibm.kms.key+json","name":"k","extractable":true}]}"#;
+
+#[tokio::test]
+async fn trailing_data_wrong_numbers_and_wrong_booleans_are_bad_bodies() {
+    let upstream = Recorder::start().await;
+    let gw = gateway(&upstream, "").await;
+    let cases = [
+        (
+            format!("{STANDARD_CREATE} {{}}"),
+            "invalid JSON: trailing characters",
+        ),
+        (
+            format!("{STANDARD_CREATE}x"),
+            "invalid JSON: trailing characters",
+        ),
+        (
+            STANDARD_CREATE.replace(r#""collectionTotal":1"#, r#""collectionTotal":1.0"#),
+            "invalid type: floating point",
+        ),
+        (
+            STANDARD_CREATE.replace(r#""collectionTotal":1"#, r#""collectionTotal":1e0"#),
+            "invalid type: floating point",
+        ),
+        (
+            STANDARD_CREATE.replace(r#""collectionTotal":1"#, r#""collectionTotal":"1""#),
+            "invalid type: string",
+        ),
+        (
+            STANDARD_CREATE.replace(r#""extractable":true"#, r#""extractable":"true""#),
+            "invalid type: string",
+        ),
+        (
+            STANDARD_CREATE.replace(r#""extractable":true"#, r#""extractable":1"#),
+            "invalid type: integer",
+        ),
+    ];
+    for (body, detail) in &cases {
+        let res = send(&gw, "POST", "/api/v2/keys", KEY_CT, body).await;
+        assert_bad_body(&res, CREATE_ERROR_MSG, detail);
+    }
+    assert_eq!(upstream.count(), 0, "the upstream saw a refused request");
+    // Trailing whitespace is not data.
+    let body = format!("{STANDARD_CREATE}\r\n");
+    let res = send(&gw, "POST", "/api/v2/keys", KEY_CT, &body).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(&upstream.last().body[..], body.as_bytes());
+}
+
+// === body.read_timeout ===
+
+const WRAP_BODY: &str = r#"{"plaintext":"2eLAD3LyD3H2bq8dIDAy0A/lN9DSE/Ne3bwu40CdErs="}"#;
+
+/// Sends a wrap request over a raw h1 connection: its head and the body in `chunks` (each
+/// written after its delay), then nothing more; returns the response and when it arrived.
+async fn raw_wrap(
+    gw: &TestGateway,
+    chunks: Vec<(Duration, &'static [u8])>,
+) -> (TestResponse, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(gw.addrs.public)
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /api/v2/keys/k1/actions/wrap HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer test-token\r\n\
+         bluemix-instance: {INSTANCE}\r\ncontent-length: {}\r\n\r\n",
+        gw.addrs.public,
+        WRAP_BODY.len()
+    );
+    let start = Instant::now();
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for (delay, chunk) in chunks {
+            tokio::time::sleep(delay).await;
+            if writer.write_all(chunk).await.is_err() {
+                return;
+            }
+        }
+        // Hold the connection open: the rest of the body never comes.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(writer);
+    });
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let response = loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+            .await
+            .expect("the gateway did not answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "the gateway closed without an answer");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(response) = parse_response(&raw) {
+            break response;
+        }
+    };
+    trickle.abort();
+    (response, start.elapsed())
+}
+
+/// A complete HTTP/1.1 response with a `content-length`, if `raw` holds one.
+fn parse_response(raw: &[u8]) -> Option<TestResponse> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+            http::HeaderValue::from_str(value.trim()).ok()?,
+        );
+    }
+    let length: usize = headers.get("content-length")?.to_str().ok()?.parse().ok()?;
+    let body = raw.get(end + 4..end + 4 + length)?;
+    Some(TestResponse {
+        status,
+        version: http::Version::HTTP_11,
+        headers,
+        body: bytes::Bytes::copy_from_slice(body),
+    })
+}
+
+fn assert_body_timeout(res: &TestResponse, took: Duration) {
+    assert_rejected(res, 408, "BODY_TIMEOUT_ERR");
+    assert_eq!(
+        res.json(),
+        envelope(
+            "Request Timeout: Action could not be performed on key: Please see `reasons` for more details (BODY_TIMEOUT_ERR)",
+            "BODY_TIMEOUT_ERR",
+            "The request body was not received in time",
+            408,
+            None,
+        )
+    );
+    // The deadline is 300 ms; bounded well below the 5 s the test waits.
+    assert!(
+        took >= Duration::from_millis(290),
+        "cut off early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(3), "cut off late: {took:?}");
+}
+
+#[tokio::test]
+async fn a_body_that_stops_or_trickles_is_cut_off_at_the_read_timeout() {
+    let upstream = Recorder::start().await;
+    let gw = gateway(&upstream, "[body]\nread_timeout = \"300ms\"\n").await;
+    let ms = Duration::from_millis;
+    // Headers and part of the body, then nothing.
+    let (res, took) = raw_wrap(&gw, vec![(ms(0), &WRAP_BODY.as_bytes()[..10])]).await;
+    assert_body_timeout(&res, took);
+    // No body at all after the headers.
+    let (res, took) = raw_wrap(&gw, vec![]).await;
+    assert_body_timeout(&res, took);
+    // A byte every 50 ms: each arrives, the whole never does in time.
+    let trickle: Vec<(Duration, &'static [u8])> = WRAP_BODY
+        .as_bytes()
+        .chunks(1)
+        .map(|byte| (ms(50), byte))
+        .collect();
+    let (res, took) = raw_wrap(&gw, trickle).await;
+    assert_body_timeout(&res, took);
+    assert_eq!(upstream.count(), 0, "the upstream saw a cut-off request");
+    assert_eq!(
+        gw.metric("kmsgate_rejections_total", &[("code", "BODY_TIMEOUT_ERR")])
+            .await,
+        3.0
+    );
+
+    // A body in three pieces that arrives within the deadline is forwarded unchanged.
+    let bytes = WRAP_BODY.as_bytes();
+    let (res, _) = raw_wrap(
+        &gw,
+        vec![
+            (ms(0), &bytes[..20]),
+            (ms(60), &bytes[20..40]),
+            (ms(60), &bytes[40..]),
+        ],
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(upstream.count(), 1);
+    assert_eq!(&upstream.last().body[..], WRAP_BODY.as_bytes());
+}
+
+/// A request body that sends its first frame and then never another (nor its end).
+struct Stalled(Option<bytes::Bytes>);
+
+impl http_body::Body for Stalled {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        match self.0.take() {
+            Some(data) => std::task::Poll::Ready(Some(Ok(http_body::Frame::data(data)))),
+            None => std::task::Poll::Pending,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_h2_body_that_stops_is_cut_off_at_the_read_timeout() {
+    let upstream = Recorder::start().await;
+    let gw = gateway(&upstream, "[body]\nread_timeout = \"300ms\"\n").await;
+    let stream = tokio::net::TcpStream::connect(gw.addrs.public)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!(
+        "http://{}/api/v2/keys/k1/actions/wrap",
+        gw.addrs.public
+    ))
+    .header("authorization", "Bearer test-token")
+    .header("bluemix-instance", INSTANCE)
+    .body(Stalled(Some(bytes::Bytes::from_static(b"{\"plaintext\""))))
+    .unwrap();
+    let start = Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req))
+        .await
+        .expect("the gateway did not answer within 5 s")
+        .unwrap();
+    let took = start.elapsed();
+    let (parts, body) = res.into_parts();
+    let body = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    let res = TestResponse {
+        status: parts.status.as_u16(),
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    };
+    assert_body_timeout(&res, took);
+    assert_eq!(upstream.count(), 0, "the upstream saw a cut-off request");
+}
+
+#[test]
+fn the_read_timeout_is_configurable_and_must_be_positive() {
+    use kmsgate::config::{BodyConfig, Config};
+    let config = Config::from_toml(&[]).unwrap();
+    assert_eq!(config.body.read_timeout, BodyConfig::DEFAULT_READ_TIMEOUT);
+    assert_eq!(BodyConfig::DEFAULT_READ_TIMEOUT, Duration::from_secs(10));
+    let config = Config::from_toml(&["[body]\nread_timeout = \"1m 30s\"\n"]).unwrap();
+    assert_eq!(config.body.read_timeout, Duration::from_secs(90));
+    let error = Config::from_toml(&["[body]\nread_timeout = \"0s\"\n"])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("body.read_timeout"), "{error}");
 }

@@ -208,7 +208,6 @@ async fn a_differently_cased_key_does_not_slip_past_the_policy() {
     for resource in [
         r#"{"name":"k","Extractable":true}"#,
         r#"{"name":"k","EXTRACTABLE":true}"#,
-        r#"{"name":"k","extractable":true,"extractable":null}"#,
         r#"{"name":"k","PAYLOAD":"YWJjZA=="}"#,
     ] {
         let res = gw.post("/api/v2/keys", &create(resource)).await;
@@ -269,6 +268,88 @@ async fn enforce_token_on_create_rotate_and_restore_in_both_url_styles() {
         .post("/api/v2/keys/k1/actions/wrap", r#"{"plaintext":"YWJj"}"#)
         .await;
     assert_eq!(res.status, 200);
+}
+
+/// The issue's example B: Go reads `""` as no value, so an empty nonce and IV are no import
+/// token.
+#[tokio::test]
+async fn empty_strings_are_no_import_token() {
+    let upstream = Recorder::start().await;
+    let gw = PolicyGateway::start(&upstream, &kcia(true, r#""enforce_token": true"#)).await;
+    let empty = r#"{"payload":"YWJjZGVmZ2hpamtsbW5vcA==","encryptedNonce":"","iv":""}"#;
+    let half = r#"{"payload":"YWJjZGVmZ2hpamtsbW5vcA==","encryptedNonce":"YWJjZA==","iv":""}"#;
+    let breaks = r#"{"payload":"YWJjZGVmZ2hpamtsbW5vcA==","encryptedNonce":"\r\n","iv":"\n"}"#;
+    for body in [empty, half, breaks] {
+        let res = gw.post("/api/v2/keys", &create(body)).await;
+        assert_rejected(&res, 409, "KEY_CREATE_IMPORT_ACCESS_ERR");
+        assert_eq!(
+            res.json()["resources"][0]["errorMsg"],
+            "Conflict: Key could not be created: Please see `reasons` for more details (KEY_CREATE_IMPORT_ACCESS_ERR)"
+        );
+        for path in [
+            "/api/v2/keys/k1/actions/rotate",
+            "/api/v2/keys/k1?action=rotate",
+            "/api/v2/keys/k1/restore",
+            "/api/v2/keys/k1?action=restore",
+        ] {
+            let res = gw.post(path, body).await;
+            assert_rejected(&res, 409, "KEY_CREATE_IMPORT_ACCESS_ERR");
+        }
+    }
+    assert_eq!(upstream.count(), 0, "the upstream saw a refused request");
+    // An empty payload is no key material: a plain rotate, which the policy does not govern.
+    let res = gw
+        .post(
+            "/api/v2/keys/k1/actions/rotate",
+            r#"{"payload":"","encryptedNonce":"","iv":""}"#,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(upstream.count(), 1);
+}
+
+/// The issue's example C: the first `resources` imports without a token, the second looks like
+/// a plain standard-key create. Go decodes the second array into the elements of the first, so
+/// the KMS would import; the gateway refuses the body instead of choosing a reading.
+#[tokio::test]
+async fn duplicate_resources_cannot_disguise_an_import_as_a_create() {
+    let upstream = Recorder::start().await;
+    let gw = PolicyGateway::start(
+        &upstream,
+        &kcia(
+            true,
+            r#""import_standard_key": false, "enforce_token": true"#,
+        ),
+    )
+    .await;
+    let import = r#"[{"name":"k","extractable":true,"payload":"c2VjcmV0"}]"#;
+    let plain = r#"[{"name":"k","extractable":true}]"#;
+    let metadata =
+        r#""metadata":{"collectionType":"application/vnd.ibm.kms.key+json","collectionTotal":1}"#;
+    for second in ["resources", "Resources", "RESOURCES", "re\u{17F}ources"] {
+        let body = format!(r#"{{{metadata},"resources":{import},"{second}":{plain}}}"#);
+        let res = gw.post("/api/v2/keys", &body).await;
+        assert_rejected(&res, 400, "BAD_BODY_ERR");
+        let message = res.json()["resources"][0]["reasons"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains(": duplicate field \"resources\""),
+            "{second}: {message}"
+        );
+    }
+    assert_eq!(upstream.count(), 0, "the upstream saw a refused request");
+    // Each half alone is read as what it is.
+    let res = gw
+        .post("/api/v2/keys", &create(&import[1..import.len() - 1]))
+        .await;
+    assert_rejected(&res, 409, "KEY_CREATE_IMPORT_ACCESS_ERR");
+    let res = gw
+        .post("/api/v2/keys", &create(&plain[1..plain.len() - 1]))
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(upstream.count(), 1);
 }
 
 #[tokio::test]

@@ -3,11 +3,17 @@
 //! Only the routes that need it buffer their body ([`inspects`]): instance-policy `PUT`, key
 //! create/import, wrap, unwrap, rewrap, rotate and restore. The body is read up to `body.limit`
 //! bytes (a `Content-Length` above the limit is refused before reading; a longer stream is cut
-//! off) → 413 `BODY_TOO_LARGE_ERR`. It is parsed once, whatever `Content-Type` says, into a small
-//! typed view decoded the way Key Protect's Go JSON decoder reads it ([`crate::gojson`]), checked
-//! by [`check`], and the original bytes go upstream. What the key_access layer needs — is it a
-//! root or standard key, does it carry key material, an import token — travels on as a
-//! [`KeyBody`] request extension, so nothing parses twice.
+//! off) → 413 `BODY_TOO_LARGE_ERR`, and must arrive within `body.read_timeout` (a body that
+//! trickles in more slowly, or stops) → 408 `BODY_TIMEOUT_ERR`. It is parsed once, whatever
+//! `Content-Type` says, into a small typed view decoded the way Key Protect's Go JSON decoder
+//! reads it ([`crate::gojson`]), checked by [`check`], and the original bytes go upstream. What
+//! the key_access layer needs — is it a root or standard key, does it carry key material, an
+//! import token — travels on as a [`KeyBody`] request extension, so nothing parses twice.
+//!
+//! Read as Go reads it: keys match case-insensitively; an inspected field given twice in one
+//! object, in any spelling, is refused (`BAD_BODY_ERR` `duplicate field "resources"`: Go would
+//! merge the two values); `null` and `""` are Go's zero values, so `"encryptedNonce": ""` is no
+//! nonce; trailing data after the JSON value is refused.
 //!
 //! | route | refused with |
 //! |---|---|
@@ -15,8 +21,8 @@
 //! | create key | `metadata` empty → `BAD_BODY_ERR` "…: CollectionMetadata is empty"; not exactly one resource → `BAD_BODY_ERR` "…: Only creation of one key per request is supported"; `collectionTotal` ≠ resources → `COLLECTION_TOTAL_MISMATCH_ERR`; empty `payload` → `BAD_BODY_ERR`; `payload`/`encryptedNonce`/`iv` not base64 → `INVALID_FIELD_ERR` |
 //! | wrap | `plaintext` not base64 → `INVALID_FIELD_ERR` (no body, `{}` and `null` are fine: the KMS generates a key) |
 //! | unwrap, rewrap | no body → `NO_BODY_ERR`; `ciphertext` missing or not base64 → `INVALID_FIELD_ERR` |
-//! | rotate, restore | `payload`/`encryptedNonce`/`iv` not base64 → `INVALID_FIELD_ERR` |
-//! | all of these | not UTF-8 JSON, or the wrong JSON types → `BAD_BODY_ERR` |
+//! | rotate, restore | `payload`/`encryptedNonce`/`iv` not base64 → `INVALID_FIELD_ERR`; a `payload` of line breaks only → `BAD_BODY_ERR` |
+//! | all of these | not UTF-8 JSON, trailing data, the wrong JSON types, an inspected field twice → `BAD_BODY_ERR` |
 //!
 //! enable, disable, setKeyForDeletion and unsetKeyForDeletion take no body, `{}` or `null` (the
 //! Go client sends `null`); their bodies are not read at all.
@@ -27,6 +33,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -34,29 +41,34 @@ use http::{Request, Response, header};
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 
 use crate::body::Body;
+use crate::config::BodyConfig;
 use crate::gojson;
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::{Route, query_param};
 use view::{ActionBody, CreateBody, Str};
 
 /// What a create, import, rotate or restore body says about key material, for key_access.
-/// Holds flags only, never the material itself.
+/// Holds flags only, never the material itself. A field counts as present as Go's zero value
+/// decides: absent, `null` and `""` are all "not present".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KeyBody {
-    /// `extractable: true` (a standard key); false or absent is a root key.
+    /// `extractable: true` (a standard key); false, `null` or absent is a root key.
     pub extractable: bool,
-    /// The body carries key material (`payload`): an import, or a rotate/restore with material.
+    /// The body carries key material (a non-empty `payload`): an import, or a rotate/restore
+    /// with material.
     pub payload: bool,
-    /// `encryptedNonce` is present.
+    /// `encryptedNonce` is present and decodes to at least one byte.
     pub encrypted_nonce: bool,
-    /// `iv` is present.
+    /// `iv` is present and decodes to at least one byte.
     pub iv: bool,
 }
 
 impl KeyBody {
-    /// Key material that comes with an import token (both `encryptedNonce` and `iv`).
+    /// Key material that comes with an import token (both `encryptedNonce` and `iv`, neither
+    /// empty).
     pub fn has_import_token(&self) -> bool {
         self.encrypted_nonce && self.iv
     }
@@ -162,31 +174,47 @@ fn check_create(body: &[u8]) -> Result<KeyBody, Rejection> {
         return Err(Rejection::new(Reason::CollectionTotalMismatch).operation(operation));
     }
     if text(&key.payload).is_some_and(str::is_empty) {
-        return Err(bad_body(operation, "Key has zero value or it's empty"));
+        return Err(zero_payload(operation));
     }
     let material = [&key.payload, &key.encrypted_nonce, &key.iv];
     key_material(operation, material, key.extractable.unwrap_or(false))
 }
 
+/// Key Protect's refusal of a create whose `payload` is empty.
+fn zero_payload(operation: Operation) -> Rejection {
+    bad_body(operation, "Key has zero value or it's empty")
+}
+
 /// Checks `payload`, `encryptedNonce` and `iv` (each base64 when present) and summarises them.
+///
+/// `""` is Go's zero value: no material, no nonce, no IV. A value of line breaks only decodes to
+/// no bytes but is not Go's zero value, so a KMS might read it either way: as a `payload` it is
+/// refused (like `""` on create); as a nonce or IV it counts as absent (the reading under which
+/// `enforce_token` refuses more, never less).
 fn key_material(
     operation: Operation,
     [payload, encrypted_nonce, iv]: [&Option<Str<'_>>; 3],
     extractable: bool,
 ) -> Result<KeyBody, Rejection> {
-    base64_field(operation, "payload", KEY_MATERIAL, text(payload))?;
+    let payload = text(payload);
+    let encrypted_nonce = text(encrypted_nonce);
+    let iv = text(iv);
+    base64_field(operation, "payload", KEY_MATERIAL, payload)?;
     base64_field(
         operation,
         "encryptedNonce",
         ENCRYPTED_NONCE,
-        text(encrypted_nonce),
+        encrypted_nonce,
     )?;
-    base64_field(operation, "iv", IV, text(iv))?;
+    base64_field(operation, "iv", IV, iv)?;
+    if payload.is_some_and(|p| !p.is_empty() && !gojson::base64_has_data(p)) {
+        return Err(zero_payload(operation));
+    }
     Ok(KeyBody {
         extractable,
-        payload: payload.is_some(),
-        encrypted_nonce: encrypted_nonce.is_some(),
-        iv: iv.is_some(),
+        payload: payload.is_some_and(|p| !p.is_empty()),
+        encrypted_nonce: encrypted_nonce.is_some_and(gojson::base64_has_data),
+        iv: iv.is_some_and(gojson::base64_has_data),
     })
 }
 
@@ -211,7 +239,7 @@ fn decode<'a, T: serde::Deserialize<'a> + Default>(
             format!("the body is not UTF-8 (byte {})", e.valid_up_to()),
         )
     })?;
-    serde_json::from_str(text).map_err(|e| bad_body(route.operation(), gojson::syntax_message(&e)))
+    serde_json::from_str(text).map_err(|e| bad_body(route.operation(), gojson::decode_message(&e)))
 }
 
 /// `INVALID_FIELD_ERR` unless `value` (when present) is base64 as Go decodes it.
@@ -243,13 +271,36 @@ pub struct BodyShapeLayer {
 #[derive(Debug)]
 struct Shared {
     limit: usize,
+    read_timeout: Duration,
 }
 
 impl BodyShapeLayer {
-    /// Buffers inspected bodies up to `limit` bytes (`body.limit`).
+    /// Buffers inspected bodies up to `limit` bytes (`body.limit`), each within the default
+    /// `body.read_timeout` ([`BodyConfig::DEFAULT_READ_TIMEOUT`]).
     pub fn new(limit: usize) -> Self {
         BodyShapeLayer {
-            shared: Arc::new(Shared { limit }),
+            shared: Arc::new(Shared {
+                limit,
+                read_timeout: BodyConfig::DEFAULT_READ_TIMEOUT,
+            }),
+        }
+    }
+
+    /// The layer the `[body]` section configures: `body.limit` and `body.read_timeout`.
+    pub fn from_config(config: &BodyConfig) -> Self {
+        BodyShapeLayer::new(config.limit).read_timeout(config.read_timeout)
+    }
+
+    /// An inspected body must arrive in full within `timeout` of the first time the layer waits
+    /// for it (`body.read_timeout`), else 408 `BODY_TIMEOUT_ERR`. A body that is already in
+    /// memory never starts a timer. Reading a body that is not needs a Tokio runtime with its
+    /// timer enabled.
+    pub fn read_timeout(self, timeout: Duration) -> Self {
+        BodyShapeLayer {
+            shared: Arc::new(Shared {
+                limit: self.shared.limit,
+                read_timeout: timeout,
+            }),
         }
     }
 }
@@ -314,6 +365,8 @@ where
         BodyFuture {
             state: State::Reading {
                 collect: Limited::new(body, limit).collect(),
+                deadline: None,
+                read_timeout: self.shared.read_timeout,
                 parts: Some(parts),
                 service: Some(service),
                 route,
@@ -324,6 +377,10 @@ where
 
 fn too_large(route: Route) -> Rejection {
     Rejection::new(Reason::BodyTooLarge).operation(route.operation())
+}
+
+fn too_slow(route: Route) -> Rejection {
+    Rejection::new(Reason::BodyTimeout).operation(route.operation())
 }
 
 pin_project! {
@@ -341,6 +398,10 @@ pin_project! {
         Reading {
             #[pin]
             collect: Collect<Limited<Body>>,
+            // Started the first time the body is not complete (`read_timeout` from then).
+            #[pin]
+            deadline: Option<Sleep>,
+            read_timeout: Duration,
             parts: Option<Parts>,
             service: Option<S>,
             route: Route,
@@ -386,12 +447,26 @@ where
                 }
                 StateProj::Reading {
                     collect,
+                    mut deadline,
+                    read_timeout,
                     parts,
                     service,
                     route,
                 } => {
                     let route = *route;
-                    let read = ready!(collect.poll(cx));
+                    let Poll::Ready(read) = collect.poll(cx) else {
+                        if deadline.is_none() {
+                            deadline.set(Some(tokio::time::sleep(*read_timeout)));
+                        }
+                        if let Some(deadline) = deadline.as_pin_mut() {
+                            ready!(deadline.poll(cx));
+                        }
+                        // Out of time: the rest of the body is never read.
+                        state.set(State::Refused {
+                            rejection: Some(too_slow(route)),
+                        });
+                        continue;
+                    };
                     match (read, parts.take(), service.take()) {
                         (Ok(collected), Some(parts), Some(service)) => {
                             forward(route, parts, service, collected.to_bytes())

@@ -5,7 +5,9 @@
 //!
 //! 1. `?policy=` names a policy type, else `INVALID_QUERY_PARAM_ERR`;
 //! 2. the body decodes (Go `encoding/json` rules: keys match case-insensitively, an unknown field
-//!    anywhere in the envelope is an error), else `BAD_BODY_ERR` (`json: unknown field "x"`);
+//!    anywhere in the envelope is an error), else `BAD_BODY_ERR` (`json: unknown field "x"`); a
+//!    field given twice in one object, in any spelling, is refused (`duplicate field "x"`): Go
+//!    would merge the two values ([`gojson::parse_value`]);
 //! 3. `metadata` is not empty, else `BAD_BODY_ERR` "…: CollectionMetadata is empty";
 //!    `resources` is present, else `BAD_BODY_ERR`;
 //! 4. `metadata.collectionTotal` equals the number of resources, else
@@ -117,8 +119,7 @@ fn parse(
     shape: Shape,
     query: Option<PolicyType>,
 ) -> Result<Vec<(Policy, Option<PolicyMeta>)>, Rejection> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| bad_body(gojson::syntax_message(&e)))?;
+    let value = gojson::parse_value(body).map_err(|e| bad_body(gojson::decode_message(&e)))?;
 
     // Decoding: the envelope and each resource, with Go's unknown-field and type errors.
     let [metadata, resources] = object(&value, "", ["metadata", "resources"], 2)?;

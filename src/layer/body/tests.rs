@@ -277,10 +277,16 @@ fn keys_are_read_as_go_reads_them() {
     // Case-insensitive keys (a case-sensitive gateway would see a root create here).
     assert!(body(r#"{"Extractable":true}"#).extractable);
     assert!(body(r#"{"EXTRACTABLE":true,"PAYLOAD":"YWJj"}"#).payload);
-    // null leaves a field as it was; the last of duplicate keys wins.
-    assert!(body(r#"{"extractable":true,"extractable":null}"#).extractable);
-    assert!(!body(r#"{"extractable":true,"extractable":false}"#).extractable);
-    assert!(body(r#"{"extractable":false,"eXtractable":true}"#).extractable);
+    // The ſ fold (Go folds "ſ" with "s"), and escapes in keys.
+    let long_s =
+        "{\"metadata\":{\"collectionTotal\":1},\"re\u{17F}ources\":[{\"extractable\":true}]}";
+    assert!(
+        check(Route::KeyCreate, None, long_s.as_bytes())
+            .unwrap()
+            .unwrap()
+            .extractable
+    );
+    assert!(body(r#"{"payload":"YWJj","encryptedNon\u0063e":"YWJj"}"#).encrypted_nonce);
     // Escaped strings are decoded before base64 is checked.
     assert!(body(r#"{"payload":"YW\u004Aj"}"#).payload);
     let r = rejected(
@@ -463,6 +469,437 @@ proptest! {
     }
 }
 
+// === Read as Go's encoding/json reads it ===
+
+/// The detail of a `BAD_BODY_ERR` (after the catalogue message).
+fn bad_body_detail(route: Route, query: Option<&str>, body: &str) -> String {
+    let r = rejected(route, query, body);
+    assert_eq!(r.reason(), Reason::BadBody, "{route:?} {body}");
+    let message = r.wire_message();
+    message
+        .strip_prefix(Reason::BadBody.message())
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or_else(|| panic!("no detail in {message:?}"))
+        .to_owned()
+}
+
+fn assert_duplicate(route: Route, query: Option<&str>, body: &str, field: &str) {
+    let detail = bad_body_detail(route, query, body);
+    assert!(
+        detail.starts_with(&format!("duplicate field \"{field}\"")),
+        "{route:?} {body}: {detail}"
+    );
+}
+
+/// The issue's example: an import (the first `resources`) disguised as a create (the second).
+/// Go decodes the second array into the first one's elements, so the KMS would import.
+const IMPORT_DISGUISED_AS_CREATE: &str = r#"{"metadata":{"collectionType":"application/vnd.ibm.kms.key+json","collectionTotal":1},"resources":[{"extractable":true,"payload":"YWJjZA=="}],"resources":[{"extractable":true}]}"#;
+
+#[test]
+fn an_inspected_field_twice_in_any_spelling_is_refused() {
+    assert_duplicate(
+        Route::KeyCreate,
+        None,
+        IMPORT_DISGUISED_AS_CREATE,
+        "resources",
+    );
+    let meta = r#""metadata":{"collectionType":"x","collectionTotal":1}"#;
+    let resources = r#""resources":[{"extractable":false}]"#;
+    let create_cases = [
+        // Top level, in every spelling Go folds together.
+        (format!("{{{meta},{resources},{resources}}}"), "resources"),
+        (
+            format!(r#"{{{meta},{resources},"Resources":[{{"extractable":true}}]}}"#),
+            "resources",
+        ),
+        (
+            format!("{{{meta},{resources},\"RE\u{17F}OURCES\":[]}}"),
+            "resources",
+        ),
+        (
+            format!(r#"{{{meta},{resources},"re\u0073ources":null}}"#),
+            "resources",
+        ),
+        (
+            format!(r#"{{{meta},"METADATA":null,{resources}}}"#),
+            "metadata",
+        ),
+        // Inside metadata and inside the resource.
+        (
+            format!(
+                r#"{{"metadata":{{"collectionType":"x","collectionTotal":1,"CollectionTotal":1}},{resources}}}"#
+            ),
+            "collectionTotal",
+        ),
+        (
+            format!(
+                r#"{{"metadata":{{"collectionType":"x","collectionType":"y","collectionTotal":1}},{resources}}}"#
+            ),
+            "collectionType",
+        ),
+        (
+            create(r#"{"extractable":true,"extractable":null}"#, 1),
+            "extractable",
+        ),
+        (
+            create(r#"{"extractable":false,"eXtractable":true}"#, 1),
+            "extractable",
+        ),
+        (
+            create(r#"{"extractable":false,"EXTRACTABLE":true}"#, 1),
+            "extractable",
+        ),
+        (create(r#"{"payload":"YWJj","PAYLOAD":""}"#, 1), "payload"),
+        (
+            create(
+                r#"{"payload":"YWJj","encryptedNonce":"YWJj","encryptednonce":"YWJj","iv":"YWJj"}"#,
+                1,
+            ),
+            "encryptedNonce",
+        ),
+        (
+            create(
+                r#"{"payload":"YWJj","encryptedNonce":"YWJj","iv":"YWJj","IV":"YWJj"}"#,
+                1,
+            ),
+            "iv",
+        ),
+    ];
+    for route in [Route::KeyCreate, Route::KeyCreateWithPolicyOverrides] {
+        for (body, field) in &create_cases {
+            assert_duplicate(route, None, body, field);
+        }
+    }
+    for (route, body, field) in [
+        (
+            Route::KeyWrap,
+            r#"{"plaintext":"YWJj","Plaintext":"%%%%"}"#,
+            "plaintext",
+        ),
+        (
+            Route::KeyUnwrap,
+            r#"{"ciphertext":"YWJj","ciphertext":"YWJj"}"#,
+            "ciphertext",
+        ),
+        (
+            Route::KeyRewrap,
+            r#"{"CIPHERTEXT":"YWJj","ciphertext":null}"#,
+            "ciphertext",
+        ),
+        (
+            Route::KeyRotate,
+            r#"{"payload":"YWJj","payload":""}"#,
+            "payload",
+        ),
+        (
+            Route::KeyRestore,
+            r#"{"payload":"YWJj","encryptedNonce":"YWJj","iv":"YWJj","Iv":""}"#,
+            "iv",
+        ),
+    ] {
+        assert_duplicate(route, None, body, field);
+    }
+}
+
+#[test]
+fn duplicates_of_fields_the_gateway_does_not_read_are_key_protects_business() {
+    for (route, body) in [
+        (
+            Route::KeyCreate,
+            create(r#"{"name":"a","name":"b","extractable":false}"#, 1),
+        ),
+        (
+            Route::KeyCreateWithPolicyOverrides,
+            create(
+                r#"{"rotation":{"enabled":true,"enabled":false},"Rotation":{}}"#,
+                1,
+            ),
+        ),
+        (
+            Route::KeyWrap,
+            r#"{"plaintext":"YWJj","aad":["a"],"aad":["b"]}"#.to_owned(),
+        ),
+    ] {
+        assert!(check(route, None, body.as_bytes()).is_ok(), "{body}");
+    }
+}
+
+#[test]
+fn instance_policy_puts_refuse_duplicates_at_every_level() {
+    let policy = |resource: &str| {
+        format!(
+            r#"{{"metadata":{{"collectionType":"application/vnd.ibm.kms.policy+json","collectionTotal":1}},"resources":[{resource}]}}"#
+        )
+    };
+    let kcia = r#"{"policy_type":"keyCreateImportAccess","policy_data":{"enabled":true,"attributes":{"create_root_key":false}}}"#;
+    let cases = [
+        // The second array would be decoded into the first one's elements by Go.
+        (
+            policy(kcia).replace(
+                r#""resources":["#,
+                r#""resources":[{"policy_type":"metrics","policy_data":{"enabled":true}}],"resources":["#,
+            ),
+            "resources",
+        ),
+        (
+            policy(kcia).replace(r#""metadata":"#, r#""Metadata":{},"metadata":"#),
+            "metadata",
+        ),
+        (
+            policy(&kcia.replace(
+                r#""policy_type":"keyCreateImportAccess""#,
+                r#""policy_type":"keyCreateImportAccess","POLICY_TYPE":"keyCreateImportAccess""#,
+            )),
+            "POLICY_TYPE",
+        ),
+        (
+            policy(&kcia.replace(r#""enabled":true"#, r#""enabled":true,"enabled":false"#)),
+            "enabled",
+        ),
+        (
+            policy(&kcia.replace(
+                r#""create_root_key":false"#,
+                r#""create_root_key":false,"create_root_\u006Bey":true"#,
+            )),
+            "create_root_key",
+        ),
+        (
+            policy(&kcia.replace(
+                r#""create_root_key":false"#,
+                "\"create_root_key\":false,\"CREATE_ROOT_\u{212A}EY\":true",
+            )),
+            "CREATE_ROOT_\u{212A}EY",
+        ),
+    ];
+    for (body, field) in &cases {
+        for query in [None, Some("policy=keyCreateImportAccess")] {
+            assert_duplicate(Route::InstancePoliciesPut, query, body, field);
+        }
+        // A policy file or a GET document is held to the same rule.
+        let r = crate::policy::parse::parse_document(body.as_bytes()).unwrap_err();
+        assert!(r.wire_message().contains("duplicate field"), "{body}");
+    }
+    assert_eq!(
+        check(
+            Route::InstancePoliciesPut,
+            Some("policy=keyCreateImportAccess"),
+            policy(kcia).as_bytes()
+        ),
+        Ok(None)
+    );
+}
+
+#[test]
+fn empty_strings_are_go_zero_values() {
+    let key = |resource: &str| {
+        check(Route::KeyCreate, None, create(resource, 1).as_bytes())
+            .unwrap()
+            .unwrap()
+    };
+    // The issue's example: an empty nonce and IV are no import token.
+    let import = key(r#"{"payload":"YWJjZA==","encryptedNonce":"","iv":""}"#);
+    assert!(import.payload && !import.encrypted_nonce && !import.iv);
+    assert!(!import.has_import_token());
+    assert!(!key(r#"{"payload":"YWJjZA==","encryptedNonce":"YWJj","iv":""}"#).has_import_token());
+    assert!(!key(r#"{"payload":"YWJjZA==","encryptedNonce":"","iv":"YWJj"}"#).has_import_token());
+    // Line breaks only decode to nothing: no nonce either.
+    assert!(!key(r#"{"payload":"YWJjZA==","encryptedNonce":"\r\n","iv":"\n"}"#).has_import_token());
+    assert!(
+        key(r#"{"payload":"YWJjZA==","encryptedNonce":"YW\nJj","iv":"YWJj"}"#).has_import_token()
+    );
+    // An empty payload on create is Key Protect's own refusal; line breaks only are the same.
+    for payload in [r#""""#, r#""\n""#, r#""\r\n\r\n""#] {
+        let detail = bad_body_detail(
+            Route::KeyCreate,
+            None,
+            &create(&format!(r#"{{"payload":{payload}}}"#), 1),
+        );
+        assert_eq!(detail, "Key has zero value or it's empty", "{payload}");
+    }
+    for route in [Route::KeyRotate, Route::KeyRestore] {
+        // "" is no material (a plain rotate/restore to Go), so nothing for enforce_token.
+        for body in [
+            r#"{"payload":""}"#,
+            r#"{"payload":"","encryptedNonce":"","iv":""}"#,
+            r#"{"encryptedNonce":"YWJj","iv":"YWJj"}"#,
+        ] {
+            let key_body = check(route, None, body.as_bytes()).unwrap().unwrap();
+            assert!(!key_body.payload, "{route:?} {body}");
+        }
+        let key_body = check(
+            route,
+            None,
+            br#"{"payload":"YWJj","iv":"","encryptedNonce":""}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(key_body.payload && !key_body.has_import_token());
+        // Line breaks only are not Go's zero value, yet decode to nothing: ambiguous, refused.
+        assert_eq!(
+            bad_body_detail(route, None, r#"{"payload":"\r\n"}"#),
+            "Key has zero value or it's empty"
+        );
+    }
+    // A wrap with "" asks the KMS to generate a key, like no plaintext at all.
+    assert_eq!(
+        check(Route::KeyWrap, None, br#"{"plaintext":""}"#),
+        Ok(None)
+    );
+}
+
+#[test]
+fn null_is_absent_wherever_it_appears() {
+    let key = |resource: &str| {
+        check(Route::KeyCreate, None, create(resource, 1).as_bytes())
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        key(r#"{"extractable":null,"payload":null,"encryptedNonce":null,"iv":null}"#),
+        KeyBody::default()
+    );
+    // A null element of `resources` is a zero-valued key: one root-key create.
+    assert_eq!(key("null"), KeyBody::default());
+    let meta = r#""metadata":{"collectionType":"x","collectionTotal":1}"#;
+    for body in [
+        format!(r#"{{{meta},"resources":null}}"#),
+        format!(r#"{{{meta},"resources":[]}}"#),
+        format!(r#"{{{meta}}}"#),
+    ] {
+        assert_eq!(
+            bad_body_detail(Route::KeyCreate, None, &body),
+            "Only creation of one key per request is supported"
+        );
+    }
+    for metadata in [
+        "null",
+        "{}",
+        r#"{"collectionType":null,"collectionTotal":null}"#,
+    ] {
+        let body = format!(r#"{{"metadata":{metadata},"resources":[{{}}]}}"#);
+        assert_eq!(
+            bad_body_detail(Route::KeyCreate, None, &body),
+            "CollectionMetadata is empty"
+        );
+    }
+    for route in [Route::KeyRotate, Route::KeyRestore] {
+        assert_eq!(
+            check(
+                route,
+                None,
+                br#"{"payload":null,"encryptedNonce":null,"iv":null}"#
+            ),
+            Ok(Some(KeyBody::default()))
+        );
+    }
+    assert_eq!(
+        check(Route::KeyWrap, None, br#"{"plaintext":null,"aad":null}"#),
+        Ok(None)
+    );
+    assert_eq!(
+        rejected(Route::KeyUnwrap, None, r#"{"ciphertext":null}"#).reason(),
+        Reason::InvalidField
+    );
+}
+
+#[test]
+fn numbers_and_booleans_only_as_go_accepts_them() {
+    let total = |value: &str| {
+        let body = format!(
+            r#"{{"metadata":{{"collectionType":"x","collectionTotal":{value}}},"resources":[{{}}]}}"#
+        );
+        check(Route::KeyCreate, None, body.as_bytes())
+    };
+    assert!(total("1").is_ok());
+    assert!(total("1 ").is_ok());
+    // Go's int64 takes only integer literals in range: no fraction, no exponent, no string.
+    // `-0` is an integer to Go (0, then a collection total mismatch) but a float to serde: a
+    // refusal either way.
+    for value in [
+        "1.0",
+        "1e0",
+        "1E0",
+        "10e-1",
+        "\"1\"",
+        "true",
+        "[1]",
+        "{}",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "-0",
+        "-0.0",
+    ] {
+        let r = total(value).unwrap_err();
+        assert_eq!(r.reason(), Reason::BadBody, "{value}");
+    }
+    // Not JSON at all: a syntax error.
+    for value in ["01", "+1", ".5", "0x1", "NaN", "Infinity", "1."] {
+        let r = total(value).unwrap_err();
+        assert!(r.wire_message().contains("invalid JSON"), "{value}");
+    }
+    // Booleans are only true and false.
+    for value in ["\"true\"", "1", "0", "\"\"", "[]", "True", "TRUE"] {
+        let body = create(&format!(r#"{{"extractable":{value}}}"#), 1);
+        assert_eq!(
+            rejected(Route::KeyCreate, None, &body).reason(),
+            Reason::BadBody,
+            "{value}"
+        );
+    }
+    // Strings only as strings.
+    for body in [
+        r#"{"payload":123}"#,
+        r#"{"iv":true}"#,
+        r#"{"encryptedNonce":["YWJj"]}"#,
+    ] {
+        let detail = bad_body_detail(Route::KeyRotate, None, body);
+        assert!(detail.starts_with("invalid type"), "{body}: {detail}");
+    }
+}
+
+#[test]
+fn trailing_data_and_undecodable_strings_are_refused() {
+    let wrap = r#"{"plaintext":"YWJj"}"#;
+    for trailing in [" x", "{}", " {}", "null", ",", "]", "\u{0}"] {
+        let body = format!("{wrap}{trailing}");
+        for route in [Route::KeyWrap, Route::KeyRotate] {
+            let detail = bad_body_detail(route, None, &body);
+            assert!(
+                detail.starts_with("invalid JSON: trailing characters"),
+                "{body:?}: {detail}"
+            );
+        }
+    }
+    let detail = bad_body_detail(
+        Route::InstancePoliciesPut,
+        None,
+        r#"{"resources":[]} {"resources":[]}"#,
+    );
+    assert!(
+        detail.starts_with("invalid JSON: trailing characters"),
+        "{detail}"
+    );
+    // Trailing JSON whitespace is fine.
+    assert_eq!(
+        check(Route::KeyWrap, None, format!("{wrap} \r\n\t").as_bytes()),
+        Ok(None)
+    );
+    // Invalid UTF-8 anywhere (Go would substitute U+FFFD): refused.
+    let r = check(Route::KeyWrap, None, b"{\"aad\":[\"\xc3\x28\"]}").unwrap_err();
+    assert_eq!(r.reason(), Reason::BadBody);
+    // A lone surrogate escape in a field the gateway reads: refused; in one it ignores, it does
+    // not change the decision and is forwarded.
+    let r = rejected(Route::KeyRotate, None, r#"{"payload":"\ud800"}"#);
+    assert_eq!(r.reason(), Reason::BadBody);
+    assert_eq!(
+        check(Route::KeyWrap, None, br#"{"aad":["\ud800"]}"#),
+        Ok(None)
+    );
+    // A raw control character in a string is not JSON, to Go either.
+    let r = rejected(Route::KeyWrap, None, "{\"plaintext\":\"YW\u{1}Jj\"}");
+    assert_eq!(r.reason(), Reason::BadBody);
+}
+
 mod service {
     use std::convert::Infallible;
     use std::sync::{Arc, Mutex};
@@ -505,6 +942,23 @@ mod service {
 
     fn post(path: &str, body: &'static str) -> Request<Body> {
         Request::post(path).body(Body::full(body)).unwrap()
+    }
+
+    /// A body that is complete on the first poll starts no timer, so the layer needs no Tokio
+    /// runtime for it (the benchmark drives it this way).
+    #[test]
+    fn a_body_already_in_memory_starts_no_timer() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let (mut svc, seen) = stack(1024);
+        let req = post("/api/v2/keys/k/actions/wrap", r#"{"plaintext":"YWJj"}"#);
+        let mut cx = Context::from_waker(Waker::noop());
+        let future = std::pin::pin!(tower_service::Service::call(&mut svc, req));
+        match future.poll(&mut cx) {
+            Poll::Ready(Ok(res)) => assert_eq!(res.status(), 200),
+            _ => panic!("an in-memory body must be decided on the first poll"),
+        }
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

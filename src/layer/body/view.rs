@@ -1,7 +1,12 @@
 //! The typed views of the bodies the gateway inspects, decoded the way Key Protect's Go
 //! `encoding/json` decodes them: keys match case-insensitively ([`gojson::key_eq`]), `null`
-//! leaves a field unset, the last of duplicate keys wins, unknown fields are ignored. Strings are
-//! borrowed from the body unless they contain escapes.
+//! leaves a field unset, unknown fields are ignored. Strings are borrowed from the body unless
+//! they contain escapes.
+//!
+//! A field that appears twice in one object, in any spelling, is refused (`duplicate field
+//! "resources"`): Go decodes the later value *into* the earlier one — for arrays element by
+//! element, so fields of the first array's elements survive (golang/go#21092) — which no
+//! "first wins" or "last wins" reading reproduces. Real clients never send duplicates.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -66,19 +71,24 @@ macro_rules! go_struct {
                         Ok($name::default())
                     }
                     fn visit_map<M: MapAccess<$a>>(self, mut map: M) -> Result<$name<$a>, M::Error> {
-                        let mut out = $name::default();
+                        // Outer `Some`: the field was seen (even as `null`); inner: its value.
+                        $( let mut $field: Option<Option<$ty>> = None; )+
                         while let Some(key) = map.next_key::<Str<$a>>()? {
                             $(
                                 if gojson::key_eq(key.as_str(), $key) {
-                                    if let Some(value) = map.next_value::<Option<$ty>>()? {
-                                        out.$field = Some(value);
+                                    if $field.is_some() {
+                                        return Err(M::Error::custom(gojson::duplicate_field($key)));
                                     }
+                                    $field = Some(map.next_value::<Option<$ty>>()?);
                                     continue;
                                 }
                             )+
                             map.next_value::<IgnoredAny>()?;
                         }
-                        Ok(out)
+                        Ok($name {
+                            $( $field: $field.flatten(), )+
+                            _body: std::marker::PhantomData,
+                        })
                     }
                 }
                 deserializer.deserialize_any(ObjectVisitor)
