@@ -18,6 +18,8 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 
+pub mod oracle;
+
 // === Recorder: an upstream that records what it receives ===
 
 /// A request as the upstream received it.

@@ -1,0 +1,3 @@
+module kmsgate/go_oracle
+
+go 1.19
