@@ -723,7 +723,9 @@ async fn keys_are_listed_per_instance_with_limit_and_offset() {
         .iter()
         .map(|k| k["id"].clone())
         .collect();
-    assert_eq!(listed, ids, "creation order");
+    let mut by_id = ids.clone();
+    by_id.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    assert_eq!(listed, by_id, "sorted by id, Key Protect's default order");
     assert!(
         list["resources"][2].get("payload").is_none(),
         "lists never carry payloads"
@@ -734,7 +736,7 @@ async fn keys_are_listed_per_instance_with_limit_and_offset() {
         .await
         .json();
     assert_eq!(page["metadata"]["collectionTotal"], 1);
-    assert_eq!(page["resources"][0]["id"], ids[1]);
+    assert_eq!(page["resources"][0]["id"], by_id[1]);
     let head = kp.req("HEAD", "/api/v2/keys").send().await;
     assert_eq!(head.status, 200);
     assert_eq!(head.header("key-total"), Some("3"));
@@ -931,4 +933,69 @@ async fn embedded_refusals_are_counted_as_upstream_reasons() {
             .await,
         0.0
     );
+}
+
+/// The list queries the SDKs send, through the gateway: keyprotect 3.0.1's `get_keys()` sends
+/// `state=` (an empty list), `get_keys(state=[1, 5])` sends `state=1%2C5`; the Node SDK sends
+/// the same; the Go client adds `totalCount`.
+#[tokio::test]
+async fn list_queries_as_the_sdks_send_them() {
+    let kp = Kp::start().await;
+    let root = kp.create("sdk-root", false).await["id"].clone();
+    let standard = kp.create("sdk-standard", true).await["id"].clone();
+    let res = kp
+        .req(
+            "DELETE",
+            &format!("/api/v2/keys/{}", root.as_str().unwrap()),
+        )
+        .send()
+        .await;
+    assert_eq!(res.status, 204, "{}", res.text());
+    let list = |query: &'static str| {
+        let req = kp.req("GET", &format!("/api/v2/keys{query}"));
+        async move {
+            let res = req.send().await;
+            assert_eq!(res.status, 200, "{query}: {}", res.text());
+            res.json()
+        }
+    };
+    let ids = |v: &Value| -> Vec<Value> {
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&list("?state=").await), vec![standard.clone()]);
+    let mut both = vec![root.clone(), standard.clone()];
+    both.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+    assert_eq!(ids(&list("?state=1%2C5").await), both);
+    let go = list("?limit=1&offset=0&totalCount=true&state=1,5&extractable=false").await;
+    assert_eq!(ids(&go), vec![root.clone()]);
+    assert_eq!(go["metadata"]["totalCount"], 1);
+    let found =
+        list("?search=exact%3Asdk-standard&sort=-creationDate&filter=extractable%3Dtrue").await;
+    assert_eq!(ids(&found), vec![standard.clone()]);
+    // What the dev KMS does not read is a precise refusal, not ignored.
+    let res = kp.req("GET", "/api/v2/keys?sort=name").send().await;
+    assert_kms_error(
+        &res,
+        400,
+        "INVALID_QUERY_PARAM_ERR",
+        "Bad Request: Keys could not be retrieved: Please see `reasons` for more details (INVALID_QUERY_PARAM_ERR)",
+    );
+    let reason = &res.json()["resources"][0]["reasons"][0];
+    assert_eq!(
+        reason["target"],
+        json!({"type": "query_param", "name": "sort"})
+    );
+    assert!(
+        reason["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The query_param 'sort' must be: a comma-separated list of id, state,"),
+        "{reason}"
+    );
+    kp.gw.shutdown().await;
 }

@@ -1,6 +1,9 @@
-//! IBM's official Python client (`keyprotect==3.0.1` from PyPI) against the gateway in front of
-//! the embedded dev KMS: create a key, wrap, unwrap, rotate, a refusal, instance policies
-//! (`tests/python/kp_roundtrip.py`).
+//! IBM's official Python client (`keyprotect==3.0.1` from PyPI) against the gateway on the
+//! quickstart configuration (`config/kmsgate.toml`: the embedded dev KMS, dev-key tokens,
+//! `policies.api = "own"`), on ephemeral ports and with its policy directory in a scratch
+//! directory: create a key, wrap, unwrap, rotate, a refusal, instance policies, the key list as
+//! the SDK sends it, and the reference's reproductions of UNAUTHORIZED_ERR,
+//! CONFIG_RULE_CONFLICT_ERR and KEY_CREATE_IMPORT_ACCESS_ERR (`tests/python/kp_roundtrip.py`).
 //!
 //! The test keeps its own virtualenv under the build directory (`target/pyenv`, made with
 //! `python3 -m venv` and `pip install keyprotect==3.0.1`) and reuses it when it already holds
@@ -11,6 +14,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use kmsgate::config::Config;
 use support::TestGateway;
 
 const KEYPROTECT: &str = "keyprotect==3.0.1";
@@ -91,19 +95,50 @@ fn python_with_client() -> PathBuf {
     python
 }
 
+/// The quickstart configuration, on ephemeral ports, persisting policies under `policies`.
+fn quickstart(policies: &Path) -> Config {
+    let quickstart =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kmsgate.toml"))
+            .expect("read config/kmsgate.toml");
+    let overrides = format!(
+        "[listen]\npublic = \"127.0.0.1:0\"\nprivate = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+         [policies]\ndir = {:?}\n",
+        policies.display().to_string()
+    );
+    let config = Config::from_toml(&[&quickstart, &overrides])
+        .unwrap_or_else(|e| panic!("the quickstart configuration: {e}"));
+    assert!(config.upstream.is_embedded());
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_python_client_creates_wraps_and_unwraps_through_the_gateway() {
+async fn the_official_python_client_on_the_quickstart_configuration() {
     let python = tokio::task::spawn_blocking(python_with_client)
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let gw = TestGateway::start("[upstream]\nurl = \"embedded\"\n").await;
+    let policies = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("python-client-policies-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&policies);
+    std::fs::create_dir_all(&policies).expect("create the policy directory");
+    let config = quickstart(&policies);
+    let token = kmsgate::auth::devtoken::mint(
+        &config.auth,
+        "python-client",
+        std::time::Duration::from_secs(3600),
+        false,
+    )
+    .expect("the quickstart configuration mints development tokens");
+    let gw = TestGateway::start_with(config).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/kp_roundtrip.py");
     let url = format!("http://{}", gw.addrs.public);
+    let private = format!("http://{}", gw.addrs.private.expect("a private listener"));
     let out = tokio::task::spawn_blocking(move || {
         Command::new(&python)
             .arg(&script)
             .env("KP_URL", url)
+            .env("KP_PRIVATE_URL", private)
             .env("KP_INSTANCE", INSTANCE)
+            .env("KP_TOKEN", token)
             .output()
     })
     .await
@@ -129,5 +164,26 @@ async fn the_official_python_client_creates_wraps_and_unwraps_through_the_gatewa
         .await
             >= 3.0
     );
+    // The three refusals were the gateway's, counted by code.
+    for code in [
+        "UNAUTHORIZED_ERR",
+        "CONFIG_RULE_CONFLICT_ERR",
+        "KEY_CREATE_IMPORT_ACCESS_ERR",
+    ] {
+        assert!(
+            gw.metric("kmsgate_rejections_total", &[("code", code)])
+                .await
+                >= 1.0,
+            "{code} was not counted"
+        );
+    }
+    // Own mode persisted the policies set through the API.
+    let persisted = std::fs::read_dir(&policies)
+        .expect("the policy directory")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .count();
+    assert!(persisted >= 3, "{persisted} policy files persisted");
     gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&policies);
 }

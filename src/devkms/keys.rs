@@ -9,7 +9,7 @@ use super::crypto::{self, Secret};
 use super::store::{Instance, now};
 use super::{Call, KEY_COLLECTION, Prefer, collection, no_content};
 use crate::body::Body;
-use crate::reason::{Reason, Rejection, Target};
+use crate::reason::{Reason, Rejection};
 
 /// The `type` of every key resource.
 const KEY_TYPE: &str = "application/vnd.ibm.kms.key+json";
@@ -45,21 +45,21 @@ pub(crate) struct Version {
 pub(crate) struct Key {
     pub(crate) id: String,
     crn: String,
-    name: String,
+    pub(crate) name: String,
     description: Option<String>,
-    aliases: Vec<String>,
-    expiration_date: Option<String>,
+    pub(crate) aliases: Vec<String>,
+    pub(crate) expiration_date: Option<String>,
     /// `true` for a standard key, `false` for a root key.
     pub(crate) extractable: bool,
     /// Created with key material the caller supplied.
     pub(crate) imported: bool,
     pub(crate) state: State,
     key_ring: String,
-    created: String,
+    pub(crate) created: String,
     pub(crate) updated: String,
-    last_rotated: Option<String>,
+    pub(crate) last_rotated: Option<String>,
     /// When the key was deleted (while it is).
-    deletion_date: Option<String>,
+    pub(crate) deletion_date: Option<String>,
     /// Whether deleting needs a prior `setKeyForDeletion` (dualAuthDelete at creation time).
     pub(crate) dual_auth_delete: bool,
     /// Whether `setKeyForDeletion` was done.
@@ -109,7 +109,7 @@ impl Key {
     }
 
     /// The key as Key Protect renders it.
-    fn resource(&self, view: View) -> KeyJson<'_> {
+    pub(crate) fn resource(&self, view: View) -> KeyJson<'_> {
         let latest = self.latest();
         let payload = (view == View::Full && self.extractable && !self.is_deleted())
             .then(|| B64.encode(latest.material.expose()));
@@ -153,7 +153,7 @@ pub(crate) enum View {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct KeyJson<'a> {
+pub(crate) struct KeyJson<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     id: &'a str,
@@ -373,76 +373,6 @@ fn respond(key: &Key, view: View, prefer: Prefer, status: StatusCode) -> Respons
         Prefer::Representation => collection(status, KEY_COLLECTION, &[key.resource(view)]),
         Prefer::Minimal => collection(status, KEY_COLLECTION, &[Minimal { id: &key.id }]),
     }
-}
-
-/// `INVALID_QUERY_PARAM_ERR` for `name`.
-fn invalid_query(call: &Call<'_>, name: &'static str, rule: &str) -> Rejection {
-    call.reject(Reason::InvalidQueryParam)
-        .message(format!("The query_param '{name}' must be: {rule}"))
-        .target(Target::query_param(name))
-}
-
-/// A numeric query parameter within `bounds` (inclusive), or `default` when absent.
-fn number(
-    call: &Call<'_>,
-    name: &'static str,
-    bounds: (usize, usize),
-    rule: &str,
-    default: usize,
-) -> Result<usize, Rejection> {
-    match call.query(name) {
-        None => Ok(default),
-        Some(text) => text
-            .parse()
-            .ok()
-            .filter(|n| (bounds.0..=bounds.1).contains(n))
-            .ok_or_else(|| invalid_query(call, name, rule)),
-    }
-}
-
-/// `GET`/`HEAD /api/v2/keys`: `limit` (1–5000, default 200), `offset`, `state` (a comma
-/// list, default every state but deleted), `extractable`. HEAD answers `Key-Total` only.
-pub(crate) fn list(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
-    let limit = number(
-        call,
-        "limit",
-        (1, 5000),
-        "an integer between 1 and 5000 (inclusive)",
-        200,
-    )?;
-    let offset = number(call, "offset", (0, usize::MAX), "a non-negative integer", 0)?;
-    let states: Vec<u8> = match call.query("state") {
-        None => vec![0, 1, 2, 3],
-        Some(text) => text
-            .split(',')
-            .map(|s| s.trim().parse().ok().filter(|n| matches!(n, 0..=3 | 5)))
-            .collect::<Option<_>>()
-            .ok_or_else(|| {
-                invalid_query(call, "state", "a comma-separated list of 0, 1, 2, 3, 5")
-            })?,
-    };
-    let extractable = match call.query("extractable") {
-        None => None,
-        Some("true") => Some(true),
-        Some("false") => Some(false),
-        Some(_) => return Err(invalid_query(call, "extractable", "true or false")),
-    };
-    let matching = instance.keys().iter().filter(|k| {
-        states.contains(&(k.state as u8)) && extractable.is_none_or(|e| k.extractable == e)
-    });
-    if *call.method == http::Method::HEAD {
-        let mut response = Response::new(Body::empty());
-        response
-            .headers_mut()
-            .insert("key-total", http::HeaderValue::from(matching.count()));
-        return Ok(response);
-    }
-    let page: Vec<KeyJson<'_>> = matching
-        .skip(offset)
-        .take(limit)
-        .map(|k| k.resource(View::Metadata))
-        .collect();
-    Ok(collection(StatusCode::OK, KEY_COLLECTION, &page))
 }
 
 /// `GET /api/v2/keys/{id}` (with a standard key's payload) and `/metadata`. A deleted key is

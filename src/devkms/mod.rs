@@ -7,7 +7,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST /api/v2/keys` (and `/keys_with_policy_overrides`) | 201 + the key; `Prefer: return=minimal` gives only its id |
-//! | `GET`/`HEAD /api/v2/keys` | the keys (`limit`, `offset`, `state`, `extractable`); HEAD: `Key-Total` |
+//! | `GET`/`HEAD /api/v2/keys` | the keys (`limit`, `offset`, `state`, `extractable`, `totalCount`, `search`, `sort`, `filter`: see `list.rs`); HEAD: `Key-Total` |
 //! | `GET /api/v2/keys/{id}[/metadata]`, `/versions` | the key (payload of a standard key on the first only), its versions |
 //! | `DELETE /api/v2/keys/{id}` | 204, or 200 + the key with `Prefer: return=representation` |
 //! | `POST /api/v2/keys/{id}/restore` | 201 + the key (imported root keys only) |
@@ -17,6 +17,10 @@
 //! | `POST`/`GET /api/v2/import_token` | a minimal import token |
 //!
 //! Anything else gets 403 `FEATURE_RESTRICTED_ERR` ("not implemented by the dev KMS").
+//!
+//! Queries are read as Key Protect's Go server reads them (`query.rs`): percent-decoded, `+` a
+//! space, the first of repeated parameters; a pair that does not decode is 400
+//! `INVALID_QUERY_PARAM_ERR` naming it.
 //!
 //! Wrap and unwrap are real AES-GCM (aws-lc-rs, see `crypto`); rotation adds a key version and
 //! unwrapping an older version's ciphertext also returns it rewrapped with the newest. Errors
@@ -29,7 +33,9 @@ mod actions;
 mod crypto;
 mod import_token;
 mod keys;
+mod list;
 mod policies;
+mod query;
 mod store;
 
 use std::convert::Infallible;
@@ -48,7 +54,8 @@ use serde::de::DeserializeOwned;
 use crate::body::Body;
 use crate::collection::Collection;
 use crate::reason::{Operation, Reason, Rejection};
-use crate::route::{Route, query_param};
+use crate::route::Route;
+use query::Query;
 use store::Store;
 
 /// The largest request body the dev KMS reads.
@@ -107,11 +114,17 @@ async fn handle(store: &Store, req: Request<Body>) -> Response<Body> {
                 .into_backend_response();
         }
     };
+    let query = match Query::decode(parts.uri.query()) {
+        Ok(query) => query,
+        Err(name) => {
+            return list::invalid_query_of(route.operation(), &name).into_backend_response();
+        }
+    };
     let call = Call {
         route,
         method: &parts.method,
         key_id: key_id(parts.uri.path()),
-        query: parts.uri.query(),
+        query,
         headers: &parts.headers,
         body,
     };
@@ -123,7 +136,7 @@ async fn handle(store: &Store, req: Request<Body>) -> Response<Body> {
 fn dispatch(instance: &mut store::Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
     match call.route {
         Route::KeyCreate | Route::KeyCreateWithPolicyOverrides => keys::create(instance, call),
-        Route::KeyList => keys::list(instance, call),
+        Route::KeyList => list::keys(instance, call),
         Route::KeyGet => keys::get(instance, call, keys::View::Full),
         Route::KeyMetadata => keys::get(instance, call, keys::View::Metadata),
         Route::KeyVersions => keys::versions(instance, call),
@@ -165,7 +178,8 @@ pub(crate) struct Call<'a> {
     method: &'a Method,
     /// The key id or alias in the path, for key routes.
     pub(crate) key_id: Option<&'a str>,
-    query: Option<&'a str>,
+    /// The query, percent-decoded.
+    query: Query,
     headers: &'a HeaderMap,
     body: Bytes,
 }
@@ -207,9 +221,9 @@ impl Call<'_> {
         Rejection::invalid_field(field, rule).operation(operation)
     }
 
-    /// The first value of a query parameter.
+    /// The first value of a query parameter, percent-decoded.
     pub(crate) fn query(&self, name: &str) -> Option<&str> {
-        query_param(self.query, name)
+        self.query.get(name)
     }
 
     /// A request header as text.

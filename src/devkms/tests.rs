@@ -347,3 +347,255 @@ async fn restore_checks_the_material_it_is_given() {
     assert_eq!(reply.status, 201, "{}", reply.body);
     assert_eq!(reply.body["resources"][0]["state"], 1);
 }
+
+/// The ids of a list reply, in order.
+fn ids(reply: &Reply) -> Vec<String> {
+    reply.body["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no resources: {}", reply.body))
+        .iter()
+        .map(|k| k["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Creates a key and returns its id.
+async fn key(kms: &DevKms, resource: Value) -> String {
+    let reply = create(kms, resource).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.body["resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The `INVALID_QUERY_PARAM_ERR` reply's message and target, asserting the envelope.
+fn invalid_query(reply: &Reply) -> (String, String) {
+    assert_eq!(
+        (reply.status, code(reply)),
+        (400, "INVALID_QUERY_PARAM_ERR"),
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        reply.body["resources"][0]["errorMsg"],
+        "Bad Request: Keys could not be retrieved: Please see `reasons` for more details (INVALID_QUERY_PARAM_ERR)"
+    );
+    let reason = &reply.body["resources"][0]["reasons"][0];
+    assert_eq!(reason["target"]["type"], "query_param");
+    (
+        reason["message"].as_str().unwrap().to_owned(),
+        reason["target"]["name"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn list_queries_are_percent_decoded_and_empty_values_filter_nothing() {
+    let kms = DevKms::new();
+    let root = key(&kms, json!({"name": "r"})).await;
+    let std = key(&kms, json!({"name": "s", "extractable": true})).await;
+    assert_eq!(
+        send(&kms, "DELETE", &format!("/api/v2/keys/{root}"), None)
+            .await
+            .status,
+        204
+    );
+    // keyprotect 3.0.1: get_keys() sends `state=`, get_keys(state=[1, 5]) sends `state=1%2C5`.
+    let all = send(&kms, "GET", "/api/v2/keys?state=", None).await;
+    assert_eq!((all.status, ids(&all)), (200, vec![std.clone()]));
+    let both = send(&kms, "GET", "/api/v2/keys?state=1%2C5", None).await;
+    let mut expected = vec![root.clone(), std.clone()];
+    expected.sort();
+    assert_eq!(
+        ids(&both),
+        expected,
+        "sorted by id, as Key Protect does by default"
+    );
+    // Every empty parameter is no filter; Go's booleans; encoded names.
+    let empty = send(
+        &kms,
+        "GET",
+        "/api/v2/keys?limit=&offset=&extractable=&search=&sort=&filter=&state=",
+        None,
+    )
+    .await;
+    assert_eq!(ids(&empty), vec![std.clone()]);
+    let roots = send(
+        &kms,
+        "GET",
+        "/api/v2/keys?st%61te=1,5&extractable=False",
+        None,
+    )
+    .await;
+    assert_eq!(ids(&roots), vec![root.clone()]);
+    // HEAD counts with the same filters.
+    let head = send(&kms, "HEAD", "/api/v2/keys?state=1%2c5", None).await;
+    assert_eq!(head.headers["key-total"], "2");
+    // What does not decode is refused, naming the parameter.
+    let bad = send(&kms, "GET", "/api/v2/keys?state=1%2", None).await;
+    let (message, target) = invalid_query(&bad);
+    assert_eq!(target, "state");
+    assert!(
+        message.starts_with("The query_param 'state' must be: percent-encoded"),
+        "{message}"
+    );
+    for (query, name) in [
+        ("state=1,%205", "state"),
+        ("state=1,", "state"),
+        ("state=4", "state"),
+        ("limit=0", "limit"),
+        ("limit=5001", "limit"),
+        ("offset=-1", "offset"),
+        ("extractable=yes", "extractable"),
+        ("totalCount=maybe", "totalCount"),
+        ("sort=name", "sort"),
+        ("search=not%3A", "search"),
+        ("filter=name%3Dx", "filter"),
+        ("filter=state%3D1&state=1", "state"),
+        ("filter=extractable%3Dtrue&extractable=true", "extractable"),
+    ] {
+        let reply = send(&kms, "GET", &format!("/api/v2/keys?{query}"), None).await;
+        assert_eq!(invalid_query(&reply).1, name, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn list_pages_and_counts() {
+    let kms = DevKms::new();
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.push(key(&kms, json!({"name": format!("k{i}")})).await);
+    }
+    all.sort();
+    let page = send(
+        &kms,
+        "GET",
+        "/api/v2/keys?limit=2&offset=1&totalCount=true",
+        None,
+    )
+    .await;
+    assert_eq!(ids(&page), all[1..3].to_vec());
+    assert_eq!(page.body["metadata"]["collectionTotal"], 2);
+    assert_eq!(page.body["metadata"]["totalCount"], 5);
+    let plain = send(&kms, "GET", "/api/v2/keys?limit=2", None).await;
+    assert!(plain.body["metadata"].get("totalCount").is_none());
+}
+
+#[tokio::test]
+async fn list_search_reads_its_options_and_scopes() {
+    let kms = DevKms::new();
+    let foobar = key(&kms, json!({"name": "Foobar-key", "aliases": ["alpha"]})).await;
+    let exact = key(&kms, json!({"name": "foobar", "aliases": ["not:foobar"]})).await;
+    let other = key(&kms, json!({"name": "other", "aliases": ["xfoobarx"]})).await;
+    let search = |q: &str| {
+        let kms = kms.clone();
+        let uri = format!("/api/v2/keys?search={q}");
+        async move {
+            let mut found = ids(&send(&kms, "GET", &uri, None).await);
+            found.sort();
+            found
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // Contains, case-insensitive, in names and aliases.
+    assert_eq!(
+        search("FOOBAR").await,
+        sorted(vec![foobar.clone(), exact.clone(), other.clone()])
+    );
+    assert_eq!(
+        search("name%3Afoobar").await,
+        sorted(vec![foobar.clone(), exact.clone()])
+    );
+    assert_eq!(
+        search("alias%3Afoobar").await,
+        sorted(vec![exact.clone(), other.clone()])
+    );
+    assert_eq!(search("exact%3Afoobar").await, vec![exact.clone()]);
+    assert_eq!(search("exact:name:foobar").await, vec![exact.clone()]);
+    assert_eq!(search("not:foobar").await, Vec::<String>::new());
+    assert_eq!(
+        search("not:exact:foobar").await,
+        sorted(vec![foobar.clone(), other.clone()])
+    );
+    assert_eq!(search("alias:not:foobar").await, vec![foobar.clone()]);
+    // escape: takes the rest literally.
+    assert_eq!(search("escape:not:foobar").await, vec![exact.clone()]);
+    assert_eq!(search("exact:escape:not:foobar").await, vec![exact.clone()]);
+    // A key id finds its key, first.
+    let by_id = send(&kms, "GET", &format!("/api/v2/keys?search={other}"), None).await;
+    assert_eq!(ids(&by_id), vec![other.clone()]);
+    let lookup = send(&kms, "GET", "/api/v2/keys?search=alias:alpha", None).await;
+    assert_eq!(ids(&lookup), vec![foobar.clone()]);
+    // `+` is a space.
+    assert_eq!(search("foobar+key").await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn list_sorts_and_filters() {
+    let kms = DevKms::new();
+    let a = key(&kms, json!({"name": "a", "extractable": true})).await;
+    let b = key(
+        &kms,
+        json!({"name": "b", "payload": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
+    )
+    .await;
+    let c = key(
+        &kms,
+        json!({"name": "c", "expirationDate": "2030-01-01T00:00:00Z"}),
+    )
+    .await;
+    let sorted_ids = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let list = |q: String| {
+        let kms = kms.clone();
+        async move { ids(&send(&kms, "GET", &format!("/api/v2/keys?{q}"), None).await) }
+    };
+    // Sort: extractable first descending, then imported descending, then id.
+    assert_eq!(
+        list("sort=-extractable,-imported".into()).await,
+        vec![a.clone(), b.clone(), c.clone()]
+    );
+    assert_eq!(list("sort=-id".into()).await, {
+        let mut v = sorted_ids(vec![a.clone(), b.clone(), c.clone()]);
+        v.reverse();
+        v
+    });
+    // Keys without an expiration date sort first.
+    assert_eq!(list("sort=-expirationDate".into()).await[0], c);
+    // Filter on dates, extractable and state.
+    let after = "filter=expirationDate%3Dgte%3A%222029-12-31T00%3A00%3A00Z%22";
+    assert_eq!(list(after.into()).await, vec![c.clone()]);
+    assert_eq!(
+        list("filter=expirationDate%3D%222030-01-01T00:00:00Z%22".into()).await,
+        vec![c.clone()]
+    );
+    assert_eq!(
+        list("filter=expirationDate%3Dnone%20extractable%3DFALSE".into()).await,
+        vec![b.clone()]
+    );
+    assert_eq!(
+        list("filter=lastRotateDate=NONE+creationDate=lt:%222000-01-01T00:00:00Z%22".into()).await,
+        Vec::<String>::new()
+    );
+    // `state` inside filter: deleted keys too when it says so.
+    assert_eq!(
+        send(&kms, "DELETE", &format!("/api/v2/keys/{a}"), None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(list("filter=state%3D5".into()).await, vec![a.clone()]);
+    assert_eq!(
+        list("filter=state%3D0,1,2,3,5".into()).await,
+        sorted_ids(vec![a.clone(), b.clone(), c.clone()])
+    );
+    // At most three terms per property.
+    let four = "filter=creationDate=none+creationDate=none+creationDate=none+creationDate=none";
+    let reply = send(&kms, "GET", &format!("/api/v2/keys?{four}"), None).await;
+    let (message, _) = invalid_query(&reply);
+    assert!(message.contains("more than three times"), "{message}");
+}

@@ -1,8 +1,12 @@
-"""Drives kmsgate (in front of the embedded dev KMS) with IBM's official Python client,
-keyprotect 3.0.1: create a root key, wrap and unwrap a DEK, both action URL styles, a rotation,
-a refusal, and instance policies.
+"""Drives kmsgate on the quickstart configuration (config/kmsgate.toml: the embedded dev KMS,
+policies.api = "own") with IBM's official Python client, keyprotect 3.0.1: create a root key,
+wrap and unwrap a DEK, both action URL styles, a rotation, a refusal, instance policies, the
+key list as the SDK sends it, and the reference's own reproductions of UNAUTHORIZED_ERR,
+CONFIG_RULE_CONFLICT_ERR and KEY_CREATE_IMPORT_ACCESS_ERR (set the policy through the API, then
+the refused call), asserting status, code and the envelope byte for byte.
 
-Run by tests/python_client.rs with KP_URL (the gateway) and KP_INSTANCE in the environment.
+Run by tests/python_client.rs with KP_URL (the public listener), KP_PRIVATE_URL (the private
+listener), KP_INSTANCE and KP_TOKEN (a token the gateway accepts) in the environment.
 Prints one line per step; exits non-zero on the first failed assertion.
 """
 
@@ -17,24 +21,15 @@ from ibm_cloud_sdk_core.authenticators import BearerTokenAuthenticator
 from keyprotect.ibm_key_protect_api_v2 import IbmKeyProtectApiV2
 
 URL = os.environ["KP_URL"]
+PRIVATE_URL = os.environ["KP_PRIVATE_URL"]
 INSTANCE = os.environ["KP_INSTANCE"]
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-# A JWT-shaped bearer token (header.claims.signature); the dev KMS does not verify it.
-TOKEN = ".".join(
-    [
-        b64url(json.dumps({"alg": "RS256", "typ": "JWT"}).encode()),
-        b64url(json.dumps({"sub": "python-client", "iat": 1700000000}).encode()),
-        b64url(b"signature"),
-    ]
-)
+TOKEN = os.environ["KP_TOKEN"]
 
 kp = IbmKeyProtectApiV2(authenticator=BearerTokenAuthenticator(TOKEN))
 kp.set_service_url(URL)
+# The same client on the private listener (allowedNetwork tells the two apart).
+kp_private = IbmKeyProtectApiV2(authenticator=BearerTokenAuthenticator(TOKEN))
+kp_private.set_service_url(PRIVATE_URL)
 
 
 def body(obj) -> io.BytesIO:
@@ -171,6 +166,180 @@ except ApiException as e:
     assert e.status_code == 410, e.status_code
     assert e.http_response.json()["resources"][0]["reasons"][0]["code"] == "KEY_DELETED_ERR"
 step("delete_key twice (KEY_DELETED_ERR)")
+
+# The key list as the SDK sends it: get_keys() sends `state=` (an empty list: no filter),
+# state=[1, 5] sends `state=1%2C5`. python-root is deleted (state 5), python-std is active.
+listed = result(kp.get_keys(bluemix_instance=INSTANCE))
+names = sorted(k["name"] for k in listed["resources"])
+assert names == ["python-std"], listed
+both = result(kp.get_keys(bluemix_instance=INSTANCE, state=[1, 5]))
+assert sorted(k["name"] for k in both["resources"]) == ["python-root", "python-std"], both
+ids = [k["id"] for k in both["resources"]]
+assert ids == sorted(ids), "Key Protect lists keys sorted by id"
+page = result(
+    kp.get_keys(
+        bluemix_instance=INSTANCE, state=[1, 5], limit=1, offset=1, extractable=True, sort="-id"
+    )
+)
+assert page["metadata"]["collectionTotal"] == 0, page
+roots = result(kp.get_keys(bluemix_instance=INSTANCE, state=[5], extractable=False, search="exact:python-root"))
+assert [k["id"] for k in roots["resources"]] == [key_id], roots
+head = kp.get_key_collection_metadata(bluemix_instance=INSTANCE, state=[1, 5])
+assert head.get_headers()["Key-Total"] == "2", head.get_headers()
+step("get_keys() and get_keys(state=[1, 5]) (+ limit, offset, extractable, search, sort, HEAD)")
+
+
+# === The reference's reproductions, on the quickstart: the policy is set through the API and
+# === the very next request is refused. Each on its own instance (allowedIP locks one out).
+
+MORE_INFO = "https://cloud.ibm.com/apidocs/key-protect"
+ERROR_METADATA = {"collectionType": "application/vnd.ibm.kms.error+json", "collectionTotal": 1}
+
+
+def refused(call, status: int, code: str, envelope: dict) -> None:
+    """`call` raises the API error `status` with exactly `envelope`, from the gateway."""
+    try:
+        call()
+    except ApiException as e:
+        response = e.http_response
+        assert e.status_code == status, (e.status_code, response.text)
+        assert response.json() == envelope, response.text
+        # Byte for byte: the gateway renders compact JSON in the reference's key order.
+        assert response.content == json.dumps(envelope, separators=(",", ":")).encode(), response.text
+        assert response.headers["kmsgate-reason"] == code, dict(response.headers)
+        return
+    raise AssertionError(f"expected {status} {code}, the call succeeded")
+
+
+def put_policy(instance: str, policy_type: str, policy_data: dict) -> None:
+    response = kp.put_instance_policy(
+        bluemix_instance=instance,
+        policy=policy_type,
+        instance_policy_put_body={
+            "metadata": {"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 1},
+            "resources": [{"policy_type": policy_type, "policy_data": policy_data}],
+        },
+    )
+    assert response.get_status_code() == 204, response.get_status_code()
+
+
+def instance(n: int) -> str:
+    return INSTANCE[:-2] + f"{n:02x}"
+
+
+# UNAUTHORIZED_ERR: limit access to a range of IP addresses, then retrieve keys from outside it.
+only_range = instance(0xB1)
+put_policy(only_range, "allowedIP", {"enabled": True, "attributes": {"allowed_ip": ["65.128.226.252/24"]}})
+refused(
+    lambda: kp.get_keys(bluemix_instance=only_range),
+    401,
+    "UNAUTHORIZED_ERR",
+    {
+        "metadata": ERROR_METADATA,
+        "resources": [{"errorMsg": "Unauthorized: The user does not have access to the specified resource"}],
+    },
+)
+step("allowedIP set, then get_keys: 401 UNAUTHORIZED_ERR, the reference's envelope")
+
+# CONFIG_RULE_CONFLICT_ERR: private-only, then a request on the public endpoint; the private
+# endpoint still works.
+private_only = instance(0xB2)
+put_policy(private_only, "allowedNetwork", {"enabled": True, "attributes": {"allowed_network": "private-only"}})
+refused(
+    lambda: kp.get_keys(bluemix_instance=private_only),
+    403,
+    "CONFIG_RULE_CONFLICT_ERR",
+    {
+        "metadata": ERROR_METADATA,
+        "resources": [
+            {
+                "errorMsg": "Forbidden: Keys could not be retrieved. Please see `reasons` for more details.",
+                "reasons": [
+                    {
+                        "code": "CONFIG_RULE_CONFLICT_ERR",
+                        "message": "Requested change is not compliant with configuration rules",
+                        "status": 403,
+                        "moreInfo": MORE_INFO,
+                    }
+                ],
+            }
+        ],
+    },
+)
+assert kp_private.get_keys(bluemix_instance=private_only).get_status_code() == 200
+step("allowedNetwork private-only set, then get_keys: 403 CONFIG_RULE_CONFLICT_ERR (private: 200)")
+
+# KEY_CREATE_IMPORT_ACCESS_ERR, the reference's steps 1-4.
+no_standard = instance(0xB3)
+standard_key = {
+    "metadata": {"collectionType": "application/vnd.ibm.kms.key+json", "collectionTotal": 1},
+    "resources": [
+        {
+            "type": "application/vnd.ibm.kms.key+json",
+            "name": "my-standard-key",
+            "description": "my-standard-key",
+            "extractable": True,
+        }
+    ],
+}
+# step 1 - enable an instance policy, which prevents creating standard keys
+put_policy(
+    no_standard,
+    "keyCreateImportAccess",
+    {
+        "enabled": True,
+        "attributes": {
+            "create_root_key": True,
+            "create_standard_key": False,
+            "import_root_key": True,
+            "import_standard_key": True,
+            "enforce_token": True,
+        },
+    },
+)
+# step 2 - creating a standard key fails
+refused(
+    lambda: kp.create_key(bluemix_instance=no_standard, key_create_body=body(standard_key)),
+    409,
+    "KEY_CREATE_IMPORT_ACCESS_ERR",
+    {
+        "metadata": ERROR_METADATA,
+        "resources": [
+            {
+                "errorMsg": "Conflict: Key could not be created: Please see `reasons` for more details (KEY_CREATE_IMPORT_ACCESS_ERR)",
+                "reasons": [
+                    {
+                        "code": "KEY_CREATE_IMPORT_ACCESS_ERR",
+                        "message": "KeyCreateImportAccess instance policy does not allow this action",
+                        "status": 409,
+                        "moreInfo": MORE_INFO,
+                    }
+                ],
+            }
+        ],
+    },
+)
+# step 3 - disable the policy; step 4 - creating a standard key succeeds
+put_policy(no_standard, "keyCreateImportAccess", {"enabled": False})
+created = kp.create_key(
+    bluemix_instance=no_standard, prefer="return=representation", key_create_body=body(standard_key)
+)
+assert created.get_status_code() == 201, created.get_status_code()
+made = result(created)["resources"][0]
+assert (made["name"], made["description"], made["state"], made["extractable"]) == (
+    "my-standard-key",
+    "my-standard-key",
+    1,
+    True,
+), made
+assert (made["imported"], made["deleted"]) == (False, False), made
+step("keyCreateImportAccess set, then create_key: 409 KEY_CREATE_IMPORT_ACCESS_ERR; disabled: 201")
+
+# The policies read back (on the private listener: the public one is refused) are the ones enforced.
+enforced = result(kp_private.get_instance_policy(bluemix_instance=private_only))["resources"]
+assert [p["policy_type"] for p in enforced] == ["allowedNetwork"], enforced
+assert enforced[0]["policy_data"]["attributes"]["allowed_network"] == "private-only", enforced
+step("get_instance_policy shows the enforced policy (private listener)")
 
 print("all steps passed", flush=True)
 sys.exit(0)
