@@ -8,6 +8,7 @@
 //! which missing required claims are reported is now fixed: `exp`, then `iss`, then `aud`
 //! (jsonwebtoken's followed a `HashSet`).
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::Deserialize;
@@ -106,15 +107,22 @@ pub fn date_of(value: &Value) -> (NumericDate, bool) {
 }
 
 /// Reads `nbf` the way jsonwebtoken did, without failing the payload: what [`date_of`] tells
-/// from a parsed value.
-pub struct NumericDateSeed;
+/// from a parsed value. A value it cannot read sets `swallowed`: the caller then checks that
+/// the whole payload is JSON (an error here may also be a syntax error, after which the object
+/// parse would go on from the middle of the broken value).
+pub struct NumericDateSeed<'a> {
+    /// Set when a read error was swallowed.
+    pub swallowed: &'a Cell<bool>,
+}
 
-impl<'de> DeserializeSeed<'de> for NumericDateSeed {
+impl<'de> DeserializeSeed<'de> for NumericDateSeed<'_> {
     type Value = (NumericDate, bool);
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(NumericDate, bool), D::Error> {
         // A string that is not valid UTF-8 fails before the visitor sees it, but is consumed.
-        Ok(d.deserialize_any(NumericDateVisitor)
-            .unwrap_or((NumericDate::Malformed, true)))
+        Ok(d.deserialize_any(NumericDateVisitor).unwrap_or_else(|_| {
+            self.swallowed.set(true);
+            (NumericDate::Malformed, true)
+        }))
     }
 }
 
@@ -169,8 +177,12 @@ impl<'de> Visitor<'de> for NumericDateVisitor {
 }
 
 /// Reads `iss` / `aud` the way jsonwebtoken did (a string or an array of strings; anything
-/// else, including a value it cannot read, is `None`), without failing the payload.
-pub struct StringsSeed;
+/// else, including a value it cannot read, is `None`), without failing the payload. A value it
+/// cannot read sets `swallowed`, as [`NumericDateSeed`] does.
+pub struct StringsSeed<'a> {
+    /// Set when a read error was swallowed.
+    pub swallowed: &'a Cell<bool>,
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -179,13 +191,17 @@ enum OneOrMany {
     Many(Vec<String>),
 }
 
-impl<'de> DeserializeSeed<'de> for StringsSeed {
+impl<'de> DeserializeSeed<'de> for StringsSeed<'_> {
     type Value = Option<Box<[String]>>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         Ok(match Option::<OneOrMany>::deserialize(d) {
             Ok(Some(OneOrMany::One(s))) => Some(Box::new([s])),
             Ok(Some(OneOrMany::Many(v))) => Some(v.into_boxed_slice()),
-            Ok(None) | Err(_) => None,
+            Ok(None) => None,
+            Err(_) => {
+                self.swallowed.set(true);
+                None
+            }
         })
     }
 }

@@ -2,6 +2,7 @@
 //! (without verifying anything). Everything here that fails is a malformed request (400).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
 use base64::Engine;
@@ -92,9 +93,18 @@ pub fn parse(token: &str, service: &ServiceRule) -> Result<Unverified, Failure> 
         .decode(payload)
         .map_err(|_| Failure::NotJwt)?;
     let mut de = serde_json::Deserializer::from_slice(&payload);
-    let mut claims = PayloadSeed { service }
-        .deserialize(&mut de)
-        .map_err(|_| Failure::NotJwt)?;
+    let swallowed = Cell::new(false);
+    let mut claims = PayloadSeed {
+        service,
+        swallowed: &swallowed,
+    }
+    .deserialize(&mut de)
+    .map_err(|_| Failure::NotJwt)?;
+    // A claim value that could not be read may hide a syntax error the object parse stepped
+    // over: then the payload must still be JSON as every reader reads it (found by fuzzing).
+    if swallowed.get() && serde_json::from_slice::<IgnoredAny>(&payload).is_err() {
+        return Err(Failure::NotJwt);
+    }
     // Characters after the object: jsonwebtoken refused such a payload (a 401 once verified).
     claims.registered.readable &= de.end().is_ok();
     let subject = claims.sub.ok_or(Failure::NoSubject)?;
@@ -139,6 +149,7 @@ struct Claims {
 /// other registered claims (`nbf`, `iss`, `aud`).
 struct PayloadSeed<'r> {
     service: &'r ServiceRule,
+    swallowed: &'r Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for PayloadSeed<'_> {
@@ -215,12 +226,22 @@ impl<'de> Visitor<'de> for PayloadSeed<'_> {
                     }
                 }
                 Field::Nbf => {
-                    let (nbf, readable) = map.next_value_seed(NumericDateSeed)?;
+                    let (nbf, readable) = map.next_value_seed(NumericDateSeed {
+                        swallowed: self.swallowed,
+                    })?;
                     claims.registered.nbf = nbf;
                     claims.registered.readable &= readable;
                 }
-                Field::Iss => claims.registered.iss = map.next_value_seed(StringsSeed)?,
-                Field::Aud => claims.registered.aud = map.next_value_seed(StringsSeed)?,
+                Field::Iss => {
+                    claims.registered.iss = map.next_value_seed(StringsSeed {
+                        swallowed: self.swallowed,
+                    })?;
+                }
+                Field::Aud => {
+                    claims.registered.aud = map.next_value_seed(StringsSeed {
+                        swallowed: self.swallowed,
+                    })?;
+                }
                 Field::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -330,6 +351,32 @@ mod tests {
 
     fn jwt(header: &str, payload: &str) -> String {
         format!("{}.{}.c2ln", b64(header), b64(payload))
+    }
+
+    /// Found by fuzzing: a claim value the tolerant readers could not read hid a syntax error,
+    /// and the object parse went on from the middle of the broken value.
+    #[test]
+    fn a_payload_that_is_not_json_is_refused_even_behind_a_tolerated_claim() {
+        let header = r#"{"alg":"RS256"}"#;
+        for payload in [
+            "{\"sub\":\"a\",\"iss\":\"\u{1}}",
+            r#"{"sub":"a","nbf":[,,"b":1}"#,
+            r#"{"sub":"a","aud":[1,"x"}"#,
+            r#"{"nbf":[,,"b":1}"#,
+        ] {
+            assert_eq!(
+                parse(&jwt(header, payload), &rule()).map(|_| ()),
+                Err(Failure::NotJwt),
+                "{payload:?}"
+            );
+        }
+        // Unreadable but well-formed values are still tolerated, as before.
+        for payload in [
+            r#"{"sub":"a","nbf":"soon","iss":7,"aud":[1,2]}"#,
+            r#"{"sub":"a","iss":{"x":1}}"#,
+        ] {
+            assert!(parse(&jwt(header, payload), &rule()).is_ok(), "{payload:?}");
+        }
     }
 
     #[test]
