@@ -34,6 +34,9 @@ pub enum Ambiguity {
     BadHost,
     /// An HTTP/1.1 request without a `Host` header (RFC 9112 §3.2: 400).
     MissingHost,
+    /// A method-override header (`X-HTTP-Method-Override` and kin): some Go frameworks execute
+    /// the method it names instead of the request's.
+    MethodOverride,
 }
 
 impl Ambiguity {
@@ -63,6 +66,7 @@ impl fmt::Display for Ambiguity {
             Ambiguity::BadHeaderValue(name) => write!(f, "header '{name}' is not a single value"),
             Ambiguity::BadHost => f.write_str("the host is not a valid host name or address"),
             Ambiguity::MissingHost => f.write_str("an HTTP/1.1 request without a Host header"),
+            Ambiguity::MethodOverride => f.write_str("a method-override header"),
         }
     }
 }
@@ -78,7 +82,8 @@ pub const DECIDING_PARAMS: [&str; 2] = ["action", "policy"];
 /// `ServeMux` cleans a path the same way before it routes). A trailing `/` is kept. A bad
 /// escape or an encoded `/` is an [`Ambiguity`].
 pub fn path(path: &str) -> Result<Option<String>, Ambiguity> {
-    if !needs_cleaning(path.as_bytes()) {
+    // `*` is the asterisk-form target of `OPTIONS *`, not a path.
+    if path == "*" || !needs_cleaning(path.as_bytes()) {
         return Ok(None);
     }
     let trailing_slash = path.len() > 1 && path.ends_with('/');

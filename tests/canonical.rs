@@ -363,6 +363,19 @@ async fn methods_no_key_protect_operation_accepts_are_refused() {
         let res = gw.request(method, "/api/v2/keys").send().await;
         assert_refused(&res, 405, "METHOD_NOT_ALLOWED_ERR", &upstream);
     }
+    for header in [
+        "x-http-method-override",
+        "X-HTTP-Method",
+        "x-method-override",
+    ] {
+        let res = gw
+            .request("POST", "/api/v2/keys/k1/actions/wrap")
+            .header(header, "DELETE")
+            .body("{}")
+            .send()
+            .await;
+        assert_refused(&res, 400, "AMBIGUOUS_REQUEST_ERR", &upstream);
+    }
     let res = raw(
         gw.addrs.public,
         "CONNECT kms.example:443 HTTP/1.1\r\nhost: kms.example:443\r\nconnection: close\r\n\r\n",
@@ -409,7 +422,11 @@ async fn unknown_routes_are_forwarded_or_refused_as_configured() {
 #[tokio::test]
 async fn a_repeated_authorization_header_is_refused() {
     let upstream = Recorder::start().await;
-    let gw = gateway(&upstream, "[auth]\nenabled = true\nmode = \"decode-only\"\n").await;
+    let gw = gateway(
+        &upstream,
+        "[auth]\nenabled = true\nmode = \"decode-only\"\n",
+    )
+    .await;
     let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln";
     let res = gw
         .request("GET", "/api/v2/keys")
@@ -424,4 +441,34 @@ async fn a_repeated_authorization_header_is_refused() {
         .send()
         .await;
     assert_refused_after(&res, 400, "BEARER_SUB_EXTRACTION_ERR", &upstream, 1);
+}
+
+#[tokio::test]
+async fn a_policy_file_named_in_another_uuid_spelling_applies_to_the_instance() {
+    let dir = std::env::temp_dir().join(format!("kmsgate-canonical-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let locked = document(
+        "keyCreateImportAccess",
+        r#"{"enabled":true,"attributes":{"create_root_key":false,"create_standard_key":true,"import_root_key":true,"import_standard_key":true,"enforce_token":false}}"#,
+    );
+    let spelled = format!("{}.json", LOCKED.to_uppercase().replace('-', ""));
+    std::fs::write(dir.join(spelled), locked).unwrap();
+    let upstream = Recorder::start().await;
+    let toml = format!(
+        "[upstream]\nurl = \"{}\"\n[policies]\ndir = \"{}\"\n",
+        upstream.url(),
+        dir.display()
+    );
+    let gw = TestGateway::start(&toml).await;
+    for spelling in [LOCKED.to_owned(), format!("{{{LOCKED}}}")] {
+        let res = gw
+            .request("POST", "/api/v2/keys")
+            .header("bluemix-instance", &spelling)
+            .body(ROOT_KEY)
+            .send()
+            .await;
+        assert_refused(&res, 409, "KEY_CREATE_IMPORT_ACCESS_ERR", &upstream);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,7 +9,7 @@
 //! | input | answer |
 //! |---|---|
 //! | a method no Key Protect operation accepts (`CONNECT`, `TRACE`, lower-case `get`, …) | 405 `METHOD_NOT_ALLOWED_ERR` |
-//! | bad `%` escape or encoded `/` in the path; repeated, invalid or (HTTP/1.1) missing `Host` | 400 `AMBIGUOUS_REQUEST_ERR` |
+//! | bad `%` escape or encoded `/` in the path; repeated, invalid or (HTTP/1.1) missing `Host`; a method-override header (`X-HTTP-Method-Override`, …) | 400 `AMBIGUOUS_REQUEST_ERR` |
 //! | `;`, a bad escape, or a repeated `action`/`policy` in the query | 400 `INVALID_QUERY_PARAM_ERR` |
 //! | with `routes.unknown = "refuse"`: a request that is no Key Protect operation | 404 `UNKNOWN_ROUTE_ERR` |
 //!
@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use http::uri::{PathAndQuery, Uri};
-use http::{HeaderValue, Method, Request, header};
+use http::{HeaderName, HeaderValue, Method, Request, header};
 
 use crate::body::Body;
 use crate::canonical::{self, Ambiguity};
@@ -54,6 +54,12 @@ impl Check for RouteCheck {
         if !accepted_method(req.method()) {
             return Err(Rejection::new(Reason::MethodNotAllowed));
         }
+        if METHOD_OVERRIDES
+            .iter()
+            .any(|h| req.headers().contains_key(h))
+        {
+            return Err(Ambiguity::MethodOverride.rejection());
+        }
         canonicalize(req)?;
         let route = Route::classify(req.method(), req.uri().path(), req.uri().query());
         req.extensions_mut().insert(route);
@@ -66,6 +72,14 @@ impl Check for RouteCheck {
         Ok(())
     }
 }
+
+/// Headers with which some frameworks (gorilla's `HTTPMethodOverrideHandler`, Rails, Express's
+/// method-override) replace the request's method: no Key Protect client sends them.
+const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
 
 /// The methods Key Protect's operations accept (Go's method names are case-sensitive).
 fn accepted_method(method: &Method) -> bool {
