@@ -2,10 +2,12 @@
 //!
 //! A request arrives as hyper's `Incoming` and is streamed upstream unchanged, unless a layer
 //! had to buffer it (then it is the original bytes, [`Body::full`]). A response is the
-//! upstream's stream, holding its upstream connection slot until it is dropped and possibly
-//! watched by an [`ErrorInspector`] that counts the reason codes of the backend's own error
-//! envelopes, or a body rendered by the gateway. One concrete enum keeps every layer's types
-//! short and avoids boxing.
+//! upstream's stream, holding its upstream connection permit until it is dropped and possibly
+//! watched by a [`BodyTap`] (the upstream's error-envelope inspector counts the reason codes of
+//! the backend's own error envelopes), or a body rendered by the gateway. One concrete enum
+//! keeps every layer's types short and avoids boxing on the common paths.
+//!
+//! A leaf: it knows hyper and tokio, nothing of the gateway.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,8 +15,16 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 
-use crate::proxy::{ErrorInspector, UpstreamSlot};
+/// Sees the data of a streamed body as it passes, without changing it (the upstream's error
+/// inspector is one).
+pub trait BodyTap: std::fmt::Debug + Send + Sync {
+    /// A data frame went by.
+    fn observe(&mut self, data: &Bytes);
+    /// The body ended. May be called more than once; only the first call counts.
+    fn finish(&mut self);
+}
 
 /// A request or response body inside the gateway.
 #[derive(Debug, Default)]
@@ -28,11 +38,11 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Incoming(Incoming),
-    /// An upstream response: its connection slot is given back when the body is dropped.
+    /// An upstream response: its connection permit is given back when the body is dropped.
     Upstream {
         incoming: Incoming,
-        inspector: Option<Box<ErrorInspector>>,
-        _slot: Option<UpstreamSlot>,
+        inspector: Option<Box<dyn BodyTap>>,
+        _permit: Option<OwnedSemaphorePermit>,
     },
 }
 
@@ -69,18 +79,18 @@ impl Body {
         }
     }
 
-    /// A streamed upstream response body that keeps `slot` (the upstream connection it is read
-    /// from stays in use) until dropped; its bytes are also shown to `inspector` (bounded).
-    pub(crate) fn upstream(
+    /// A streamed upstream response body that keeps `permit` (the upstream connection it is
+    /// read from stays in use) until dropped; its bytes are also shown to `inspector`.
+    pub fn upstream(
         incoming: Incoming,
-        inspector: Option<ErrorInspector>,
-        slot: Option<UpstreamSlot>,
+        inspector: Option<Box<dyn BodyTap>>,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
         Body {
             kind: Kind::Upstream {
                 incoming,
-                inspector: inspector.map(Box::new),
-                _slot: slot,
+                inspector,
+                _permit: permit,
             },
         }
     }

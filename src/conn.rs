@@ -42,6 +42,15 @@ pub struct ConnInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// The client address of a request: the [`ClientAddr`] the client_ip layer decided on, else the
+/// connection's peer (a layer used without client_ip). `None` outside a connection.
+pub fn client_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| extensions.get::<ConnInfo>().map(|c| c.peer.ip()))
+}
+
 /// An address as the policies see it: IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes IPv4.
 pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
     ip.to_canonical()

@@ -1,5 +1,8 @@
 //! The gateway: the layer stack, assembled in one place, and the listeners that serve it.
 
+pub mod config_reload;
+pub mod dev_kms;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,9 +13,10 @@ use tower_layer::Layer;
 
 use crate::access_log::AccessLog;
 use crate::admin::{self, Readiness};
-use crate::config::reload::{ConfigReload, LiveRules};
 use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
+use crate::devkms::DevKms;
+use crate::ipset::IpSet;
 use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
 use crate::layer::bearer::{Bearer, BearerLayer};
 use crate::layer::body::{BodyShape, BodyShapeLayer};
@@ -24,11 +28,13 @@ use crate::layer::observe::{Observe, ObserveLayer};
 use crate::layer::policy_api::{PolicyApi, PolicyApiLayer};
 use crate::layer::route::{RouteGuard, RouteLayer};
 use crate::metrics::Metrics;
+use crate::policy::PolicyStore;
 use crate::policy::reload::{self, PolicySource, Reloadable};
-use crate::policy::{IpSet, PolicyStore};
-use crate::proxy::Upstream;
 use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
+pub use crate::shutdown::shutdown_signal;
+use crate::upstream::Upstream;
+pub use config_reload::{ConfigReload, LiveRules};
 
 /// The full stack a client request goes through.
 pub type Stack = Observe<
@@ -124,7 +130,11 @@ impl Gateway {
     pub async fn bind(config: Config) -> Result<Gateway, StartError> {
         let metrics = Metrics::new();
         let readiness = Readiness::new();
-        let upstream = Upstream::new(&config.upstream, metrics.clone())?;
+        let upstream = if config.upstream.is_embedded() {
+            Upstream::embedded(DevKms::new(), metrics.clone())
+        } else {
+            Upstream::new(&config.upstream, metrics.clone())?
+        };
         let store = PolicyStore::from_config(&config.policies)?;
         let policies = Arc::new(PolicySource::new(config.policies.clone(), store, &metrics));
         let bearer = BearerLayer::from_config(&config.auth, metrics.registry())?;
@@ -197,7 +207,7 @@ impl Gateway {
     }
 
     /// Reloads the config file `path` (the one this gateway's config was loaded from) on
-    /// SIGHUP and when it changes: see [`crate::config::reload`].
+    /// SIGHUP and when it changes: see [`config_reload`].
     pub fn watch_config(&mut self, path: std::path::PathBuf) {
         self.config_path = Some(path);
     }
@@ -294,30 +304,4 @@ fn proxy_protocol(
             options.header_read_timeout,
         )
     })
-}
-
-/// Completes on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = int.recv() => tracing::info!("SIGINT received"),
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -87,7 +87,7 @@ fn dev_kms(listen: std::net::SocketAddr) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        match kmsgate::devkms::serve(listen, shutdown_signal()).await {
+        match kmsgate::gateway::dev_kms::serve(listen, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("kmsgate dev-kms: {e}");

@@ -363,10 +363,7 @@ where
     }
 }
 
-/// Completes once `shutdown` turns true (or its sender is gone).
-pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
+pub use crate::shutdown::stopped;
 
 /// Binds a TCP listener, naming the address on failure.
 pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {

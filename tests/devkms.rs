@@ -868,7 +868,7 @@ async fn the_dev_kms_serves_on_its_own() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(kmsgate::devkms::serve_on(listener, async move {
+    let server = tokio::spawn(kmsgate::gateway::dev_kms::serve_on(listener, async move {
         let _ = stopped.await;
     }));
 

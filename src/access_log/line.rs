@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::Entry;
+use super::entry::Entry;
 use crate::config::LogFormat;
 use crate::text::{push_hex, push_int, push_ip, push_padded};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Secret};
+use crate::settings::{ConfigError, Secret};
 
 /// `[auth]`: bearer-token validation.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -24,7 +24,7 @@ pub struct AuthConfig {
     /// is not checked.
     pub audiences: Vec<String>,
     /// Clock-skew allowance for `exp` and `nbf`.
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::settings::duration")]
     pub leeway: Duration,
     /// The claim that tells a service from a user (IBM IAM: `sub_type`).
     pub service_claim: String,
@@ -129,17 +129,17 @@ pub struct JwksUrlConfig {
     /// The `http://` or `https://` URL of the key set.
     pub url: String,
     /// Time between scheduled refreshes.
-    #[serde(with = "crate::config::duration", default = "default_refresh")]
+    #[serde(with = "crate::settings::duration", default = "default_refresh")]
     pub refresh_interval: Duration,
     /// Unknown-`kid` refetches start at most this often (a scheduled refresh counts too).
-    #[serde(with = "crate::config::duration", default = "default_refetch")]
+    #[serde(with = "crate::settings::duration", default = "default_refetch")]
     pub refetch_min_interval: Duration,
     /// Fetched keys are used for at most this long after the last successful fetch; when
     /// refreshes keep failing past it, tokens signed with them are refused.
-    #[serde(with = "crate::config::duration", default = "default_staleness")]
+    #[serde(with = "crate::settings::duration", default = "default_staleness")]
     pub max_staleness: Duration,
     /// Time allowed for one fetch (connect, headers and body).
-    #[serde(with = "crate::config::duration", default = "default_timeout")]
+    #[serde(with = "crate::settings::duration", default = "default_timeout")]
     pub timeout: Duration,
     /// PEM CA bundle for an `https://` URL; the system roots when absent.
     #[serde(default)]
@@ -160,7 +160,8 @@ fn default_timeout() -> Duration {
 }
 
 impl AuthConfig {
-    /// Checks the auth section, including that every configured key can be loaded.
+    /// Checks what the auth section says, without reading a file: the key files are read (and
+    /// their errors reported) once, by [`super::Auth::new`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.enabled {
             return Ok(());
@@ -193,7 +194,8 @@ impl AuthConfig {
         if let Some(jwks) = &self.jwks {
             jwks.validate()?;
         }
-        super::keys::load_static(self).map(|_| ())
+        // The key files are read (and their errors reported) once, by `Auth::new`.
+        Ok(())
     }
 }
 

@@ -23,9 +23,9 @@ use super::cache::TokenCache;
 use super::config::JwksUrlConfig;
 use super::keys::{self, Key};
 use super::metrics::AuthMetrics;
-use crate::admin::ReadyGate;
 use crate::body::Body;
-use crate::config::ConfigError;
+use crate::readiness::ReadyGate;
+use crate::settings::ConfigError;
 
 /// The largest JWKS document accepted.
 pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -57,7 +57,7 @@ struct Refetch {
 pub struct Jwks {
     url: Uri,
     config: JwksUrlConfig,
-    client: crate::proxy::HttpsClient,
+    client: crate::http_client::HttpsClient,
     fetched: ArcSwap<Fetched>,
     refetch: Mutex<Refetch>,
     wake: Notify,
@@ -101,7 +101,7 @@ impl Jwks {
             .url
             .parse()
             .map_err(|e| ConfigError::invalid("auth.jwks.url", format!("{:?}: {e}", config.url)))?;
-        let client = crate::proxy::https_client(&crate::proxy::ClientSettings {
+        let client = crate::http_client::https_client(&crate::http_client::ClientSettings {
             connect_timeout: config.timeout,
             ca_file: config.ca_file.as_deref(),
             ca_file_key: "auth.jwks.ca_file",
@@ -259,7 +259,7 @@ impl Jwks {
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.wake.notified() => {}
-                _ = crate::server::stopped(&mut stop) => return,
+                _ = crate::shutdown::stopped(&mut stop) => return,
             }
         }
     }
@@ -292,7 +292,7 @@ impl Jwks {
             .client
             .request(request)
             .await
-            .map_err(|e| FetchError::Request(crate::proxy::error_chain(&e)))?;
+            .map_err(|e| FetchError::Request(crate::http_client::error_chain(&e)))?;
         if response.status() != StatusCode::OK {
             return Err(FetchError::Status(response.status()));
         }

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::config::{AuthConfig, HmacKeyConfig};
 use super::signature::Material;
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 /// One verification key, its material parsed once. `Debug` never shows key material.
 #[derive(Clone)]

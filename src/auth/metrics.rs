@@ -15,7 +15,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::outcome::Failure;
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 /// The handles the bearer layer and the JWKS refresher count into. Cheap to clone.
 #[derive(Clone, Debug)]

@@ -22,6 +22,7 @@ pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod devtoken;
+pub mod identity;
 pub mod jwks;
 pub mod keys;
 pub mod metrics;
@@ -36,35 +37,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::{HeaderMap, header};
 
 pub use config::{AuthConfig, CacheConfig, HmacKeyConfig, JwksUrlConfig, Mode, PemKeyConfig};
+pub use identity::Identity;
 pub use metrics::Admission;
 pub use outcome::Failure;
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 use cache::TokenCache;
 use jwks::Jwks;
 use keys::Key;
 use metrics::AuthMetrics;
 use verify::Verifier;
-
-/// Who made a request, as its bearer token says. Put in the request extensions by the bearer
-/// layer for the layers after it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Identity {
-    /// The token's `sub`.
-    pub subject: Arc<str>,
-    /// Whether the token's service claim (`auth.service_claim`) names a service.
-    pub is_service: bool,
-}
-
-impl Identity {
-    /// An identity.
-    pub fn new(subject: &str, is_service: bool) -> Self {
-        Identity {
-            subject: subject.into(),
-            is_service,
-        }
-    }
-}
 
 /// The bearer-token decision maker: verifier, key sources, cache and metrics.
 #[derive(Debug)]

@@ -12,10 +12,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use jsonwebtoken::Algorithm;
 
-use super::Identity;
 use super::cache::{self, TokenCache};
 use super::claims::ClaimRules;
 use super::config::{AuthConfig, Mode};
+use super::identity::Identity;
 use super::keys::{self, Key, Selection};
 use super::metrics::{Admission, AuthMetrics};
 use super::outcome::Failure;

@@ -8,11 +8,7 @@
 //!
 //! `config/kmsgate.example.toml` documents every key with its default.
 
-pub mod duration;
-mod error;
 pub mod network;
-pub mod reload;
-mod secret;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,9 +18,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use error::ConfigError;
 pub use network::{ClientIpConfig, ForwardedHeader, ListenerName, NetworkConfig};
-pub use secret::Secret;
+
+pub use crate::settings::{ConfigError, Secret, duration};
 
 pub use crate::policy::store::PoliciesConfig;
 

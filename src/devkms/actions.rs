@@ -6,10 +6,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::call::{Call, json, no_content};
 use super::crypto::{self, CryptoError, Sealed, Secret};
-use super::keys::{self, Key, State, VersionJson};
+use super::keys;
+use super::model::{Key, State, VersionJson};
 use super::store::{Instance, now};
-use super::{Call, json, no_content};
 use crate::body::Body;
 use crate::reason::{Operation, Reason, Rejection, Target};
 use crate::route::Route;

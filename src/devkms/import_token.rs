@@ -4,54 +4,21 @@
 
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use http::{Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use super::call::{Call, json};
+use super::crypto;
+use super::model::*;
 use super::store::Instance;
-use super::{Call, crypto, json};
 use crate::body::Body;
 use crate::reason::{Reason, Rejection};
-
-/// An instance's import token.
-#[derive(Debug)]
-pub(crate) struct ImportToken {
-    created: SystemTime,
-    expires: SystemTime,
-    max_retrievals: u32,
-    remaining: u32,
-    nonce: Vec<u8>,
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateBody {
     expiration: Option<u64>,
     max_allowed_retrievals: Option<u32>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TokenJson {
-    creation_date: String,
-    expiration_date: String,
-    max_allowed_retrievals: u32,
-    remaining_retrievals: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    nonce: Option<String>,
-}
-
-impl ImportToken {
-    fn render(&self, with_nonce: bool) -> TokenJson {
-        TokenJson {
-            creation_date: humantime::format_rfc3339_seconds(self.created).to_string(),
-            expiration_date: humantime::format_rfc3339_seconds(self.expires).to_string(),
-            max_allowed_retrievals: self.max_retrievals,
-            remaining_retrievals: self.remaining,
-            nonce: with_nonce.then(|| B64.encode(&self.nonce)),
-        }
-    }
 }
 
 /// `POST /api/v2/import_token`: `expiration` 300–86400 s (600), `maxAllowedRetrievals`

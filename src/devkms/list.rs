@@ -23,10 +23,10 @@ use std::time::SystemTime;
 use http::{Method, Response, StatusCode};
 use serde::Serialize;
 
-use super::keys::{Key, View};
+use super::call::{Call, KEY_COLLECTION};
+use super::model::{Key, View};
 use super::query::parse_bool;
 use super::store::Instance;
-use super::{Call, KEY_COLLECTION};
 use crate::body::Body;
 use crate::reason::{Operation, Reason, Rejection, Target};
 
@@ -462,7 +462,7 @@ pub(crate) fn keys(instance: &mut Instance, call: &Call<'_>) -> Result<Response<
         .take(query.limit)
         .map(|k| k.resource(View::Metadata))
         .collect();
-    Ok(super::json(
+    Ok(super::call::json(
         StatusCode::OK,
         &List {
             metadata: ListMetadata {

@@ -1,6 +1,7 @@
 //! The embedded dev KMS: an in-memory, Key Protect-compatible backend for trying kmsgate out
-//! and for tests. Selected with `upstream.url = "embedded"`, or run alone with
-//! `kmsgate dev-kms --listen ADDR`. Nothing is persisted.
+//! and for tests. Selected with `upstream.url = "embedded"` (the gateway plugs it in as the
+//! upstream service), or run alone with `kmsgate dev-kms --listen ADDR` (served by
+//! [`crate::gateway::dev_kms`]). Nothing is persisted.
 //!
 //! What it serves, per `bluemix-instance` (an instance exists on first use):
 //!
@@ -30,10 +31,12 @@
 //! import token.
 
 mod actions;
+mod call;
 mod crypto;
 mod import_token;
 mod keys;
 mod list;
+mod model;
 mod policies;
 mod query;
 mod store;
@@ -44,17 +47,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{HeaderMap, HeaderName};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::body::Body;
-use crate::collection::Collection;
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::Route;
+use call::Call;
 use query::Query;
 use store::Store;
 
@@ -137,8 +137,8 @@ fn dispatch(instance: &mut store::Instance, call: &Call<'_>) -> Result<Response<
     match call.route {
         Route::KeyCreate | Route::KeyCreateWithPolicyOverrides => keys::create(instance, call),
         Route::KeyList => list::keys(instance, call),
-        Route::KeyGet => keys::get(instance, call, keys::View::Full),
-        Route::KeyMetadata => keys::get(instance, call, keys::View::Metadata),
+        Route::KeyGet => keys::get(instance, call, model::View::Full),
+        Route::KeyMetadata => keys::get(instance, call, model::View::Metadata),
         Route::KeyVersions => keys::versions(instance, call),
         Route::KeyDelete => keys::delete(instance, call),
         Route::KeyRestore => keys::restore(instance, call),
@@ -169,159 +169,6 @@ fn instance_id(headers: &HeaderMap) -> Option<&str> {
 fn key_id(path: &str) -> Option<&str> {
     let id = path.strip_prefix("/api/v2/keys/")?.split('/').next()?;
     (!id.is_empty()).then_some(id)
-}
-
-/// One request, as the handlers see it.
-pub(crate) struct Call<'a> {
-    /// The operation.
-    pub(crate) route: Route,
-    method: &'a Method,
-    /// The key id or alias in the path, for key routes.
-    pub(crate) key_id: Option<&'a str>,
-    /// The query, percent-decoded.
-    query: Query,
-    headers: &'a HeaderMap,
-    body: Bytes,
-}
-
-/// What `Prefer: return=…` asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Prefer {
-    /// `return=minimal`
-    Minimal,
-    /// `return=representation`
-    Representation,
-}
-
-impl Call<'_> {
-    /// The operation an `errorMsg` names: the route's, told apart by method for the import
-    /// token (one route, two operations).
-    fn operation(&self) -> Operation {
-        match self.route {
-            Route::ImportToken if *self.method == Method::POST => Operation::IMPORT_TOKEN_CREATE,
-            Route::ImportToken => Operation::IMPORT_TOKEN_RETRIEVE,
-            route => route.operation(),
-        }
-    }
-
-    /// A refusal naming this request's operation in its `errorMsg`.
-    pub(crate) fn reject(&self, reason: Reason) -> Rejection {
-        Rejection::new(reason).operation(self.operation())
-    }
-
-    /// `INVALID_FIELD_ERR` for a body field. Wrap, unwrap and rewrap name their field errors
-    /// "Wrap with key could not be performed" and so on, as Key Protect does.
-    pub(crate) fn invalid_field(&self, field: &'static str, rule: &str) -> Rejection {
-        let operation = match self.route {
-            Route::KeyWrap => Operation::WRAP,
-            Route::KeyUnwrap => Operation::UNWRAP,
-            Route::KeyRewrap => Operation::REWRAP,
-            _ => self.operation(),
-        };
-        Rejection::invalid_field(field, rule).operation(operation)
-    }
-
-    /// The first value of a query parameter, percent-decoded.
-    pub(crate) fn query(&self, name: &str) -> Option<&str> {
-        self.query.get(name)
-    }
-
-    /// A request header as text.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name)?.to_str().ok()
-    }
-
-    /// `Prefer: return=…`, or `default` when the request does not say.
-    pub(crate) fn prefer(&self, default: Prefer) -> Prefer {
-        match self.header("prefer") {
-            Some(v) if v.contains("return=minimal") => Prefer::Minimal,
-            Some(v) if v.contains("return=representation") => Prefer::Representation,
-            _ => default,
-        }
-    }
-
-    /// The body as JSON; `None` for no body or a literal `null` (the Go client sends `null`
-    /// for actions that take no body).
-    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<Option<T>, Rejection> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        serde_json::from_slice::<Option<T>>(&self.body).map_err(|e| {
-            let rejection = self.reject(Reason::BadBody);
-            if e.is_data() {
-                rejection.detail(format!("json: {e}"))
-            } else {
-                rejection.detail("the body is not valid JSON")
-            }
-        })
-    }
-}
-
-/// The `collectionType` of key resources.
-pub(crate) const KEY_COLLECTION: &str = "application/vnd.ibm.kms.key+json";
-
-/// `{"metadata": {"collectionType", "collectionTotal"}, "resources": [...]}`.
-pub(crate) fn collection<T: Serialize>(
-    status: StatusCode,
-    collection_type: &'static str,
-    resources: &[T],
-) -> Response<Body> {
-    json(status, &Collection::new(collection_type, resources))
-}
-
-/// A JSON response.
-pub(crate) fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
-    // The values are plain structs of strings and numbers: serializing cannot fail.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Body::full(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// 204 No Content.
-pub(crate) fn no_content() -> Response<Body> {
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    response
-}
-
-/// Serves the dev KMS as a plain HTTP server on `addr` until `shutdown` completes.
-pub async fn serve(
-    addr: std::net::SocketAddr,
-    shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let listener = crate::server::bind(addr, "dev-kms").await?;
-    serve_on(listener, shutdown).await;
-    Ok(())
-}
-
-/// Serves the dev KMS on a bound listener until `shutdown` completes (for tests on port 0).
-pub async fn serve_on(listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()>) {
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    tracing::info!(%addr, "dev KMS listening (in-memory; nothing is persisted)");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let options = crate::server::ServeOptions {
-        connections: std::sync::Arc::new(tokio::sync::Semaphore::new(10_000)),
-        header_read_timeout: std::time::Duration::from_secs(10),
-        drain_timeout: std::time::Duration::from_secs(5),
-        tls: None,
-    };
-    let task = tokio::spawn(crate::server::serve(
-        listener,
-        crate::conn::ListenerKind::Public,
-        DevKms::new(),
-        options,
-        stop_rx,
-    ));
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    let _ = task.await;
 }
 
 #[cfg(test)]

@@ -10,38 +10,16 @@
 use http::{Response, StatusCode};
 use serde::Serialize;
 
-use super::keys::ACTOR;
+use super::call::{Call, collection, no_content};
+use super::model::*;
 use super::store::{Instance, now};
-use super::{Call, collection, no_content};
 use crate::body::Body;
-use crate::policy::model::PolicyRecords;
 use crate::policy::parse::{parse_policy_query, parse_put};
 use crate::policy::render::document_response;
 use crate::reason::{Reason, Rejection};
 
 /// The `collectionType` of `allowed_ip_port`.
 const ALLOWED_IP_COLLECTION: &str = "application/vnd.ibm.kms.allowed_ip_metadata+json";
-
-/// The instance policies of one instance.
-#[derive(Debug, Default)]
-pub(crate) struct Policies {
-    records: PolicyRecords,
-}
-
-impl Policies {
-    /// Whether keys created now need dual authorization to be deleted.
-    pub(crate) fn dual_auth_delete(&self) -> bool {
-        self.records.policies.dual_auth_delete == Some(true)
-    }
-
-    fn allowed_ip(&self) -> bool {
-        self.records
-            .policies
-            .allowed_ip
-            .as_ref()
-            .is_some_and(|p| p.enabled)
-    }
-}
 
 /// `PUT /api/v2/instance/policies[?policy=]`: 204. The whole PUT applies or nothing does.
 pub(crate) fn put(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {

@@ -3,11 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
 
-use super::import_token::ImportToken;
-use super::keys::Key;
-use super::policies::Policies;
+pub(crate) use super::model::now;
+use super::model::{ImportToken, Key, Policies};
 
 /// Every instance the dev KMS has seen.
 #[derive(Debug, Default)]
@@ -115,9 +113,4 @@ impl Instance {
             self.id
         )
     }
-}
-
-/// The current time as Key Protect writes it: RFC 3339, whole seconds, UTC.
-pub(crate) fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }

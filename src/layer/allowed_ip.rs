@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::Request;
 
 use crate::body::Body;
-use crate::conn::{ClientAddr, ConnInfo};
+use crate::conn::client_ip;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::refusal;
 use crate::layer::shadow;
@@ -60,10 +60,7 @@ impl AllowedIpLayer {
 impl Check for AllowedIpCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         let ext = req.extensions();
-        let client = ext
-            .get::<ClientAddr>()
-            .map(|c| c.0)
-            .or_else(|| ext.get::<ConnInfo>().map(|c| c.peer.ip()));
+        let client = client_ip(ext);
         let (Some(policy), Some(client)) = (ext.get::<Arc<ActivePolicy>>(), client) else {
             return Ok(());
         };

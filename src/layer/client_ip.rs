@@ -22,9 +22,9 @@ use http::{HeaderMap, HeaderName, Request};
 use crate::body::Body;
 use crate::config::{ClientIpConfig, ForwardedHeader};
 use crate::conn::{ClientAddr, ConnInfo};
+use crate::ipset::IpSet;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
-use crate::policy::IpSet;
 use crate::reason::Rejection;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -13,7 +13,7 @@ use http::{Request, header};
 
 use crate::body::Body;
 use crate::config::NetworkConfig;
-use crate::conn::{ClientAddr, ConnInfo, ListenerKind};
+use crate::conn::{ConnInfo, ListenerKind, client_ip};
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::refusal;
 use crate::layer::shadow;
@@ -129,7 +129,7 @@ impl Check for NetworkCheck {
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .or_else(|| req.uri().authority().map(|a| a.as_str())),
-            client: ext.get::<ClientAddr>().map(|c| c.0),
+            client: client_ip(ext),
         };
         let Err(reason) = self.private.load().check(policy, &ingress) else {
             return Ok(());

@@ -29,9 +29,9 @@ use crate::access_log::{AccessLog, Entry};
 use crate::body::Body;
 use crate::conn::ConnInfo;
 use crate::metrics::{Metrics, Outcome};
-use crate::proxy::FromUpstream;
 use crate::reason::{Reason, Rejected};
 use crate::route::Route;
+use crate::upstream::FromUpstream;
 
 /// The correlation header Key Protect clients send (the Go client always does).
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("correlation-id");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::model::PolicyType;
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 /// The policy types the gateway enforces, and so the ones `policies.shadow` may name.
 pub const ENFORCED: [PolicyType; 3] = [
@@ -32,7 +32,7 @@ pub struct PoliciesConfig {
     /// What an instance without policies of its own gets.
     pub unknown_instance: UnknownInstance,
     /// How often `dir` is checked for changes; `0s` turns polling off (SIGHUP still reloads).
-    #[serde(with = "crate::config::duration")]
+    #[serde(with = "crate::settings::duration")]
     pub poll_interval: Duration,
     /// Policy types evaluated and counted but not enforced (`allowedIP`, `allowedNetwork`,
     /// `keyCreateImportAccess`).

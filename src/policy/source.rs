@@ -25,9 +25,16 @@ use super::config::PoliciesConfig;
 use super::model::PolicyRecords;
 use super::parse::parse_records;
 use super::render::render_document_pretty;
-use super::store::{Snapshot, options};
+use super::store::{PolicyStore, Snapshot, options};
 use crate::canonical;
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
+
+impl PolicyStore {
+    /// A store compiled from `[policies]` and the files in `policies.dir`.
+    pub fn from_config(config: &PoliciesConfig) -> Result<PolicyStore, ConfigError> {
+        Ok(PolicyStore::new(load(config)?))
+    }
+}
 
 /// The file name of the default document.
 pub const DEFAULT_FILE: &str = "default.json";

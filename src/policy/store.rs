@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::active::ActivePolicy;
+use super::config::{Shadow, UnknownInstance};
 use super::model::{InstancePolicies, PolicyRecords};
-use super::{ActivePolicy, Shadow, parse};
+use super::parse;
 use crate::canonical;
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 pub use super::config::PoliciesConfig;
 
@@ -170,7 +172,7 @@ impl Snapshot {
 pub fn options(config: &PoliciesConfig) -> Result<SnapshotOptions, ConfigError> {
     Ok(SnapshotOptions {
         shadow: config.shadow_set()?,
-        reject_unknown: config.unknown_instance == super::UnknownInstance::Reject,
+        reject_unknown: config.unknown_instance == UnknownInstance::Reject,
     })
 }
 
@@ -187,11 +189,6 @@ impl PolicyStore {
         PolicyStore {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
         }
-    }
-
-    /// A store compiled from `[policies]` and the files in `policies.dir`.
-    pub fn from_config(config: &PoliciesConfig) -> Result<PolicyStore, ConfigError> {
-        Ok(PolicyStore::new(super::source::load(config)?))
     }
 
     /// The policies for `instance`: one snapshot load, one lookup, one `Arc` clone.

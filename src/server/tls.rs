@@ -1,12 +1,12 @@
-//! TLS configuration: the listeners' server certificate and the upstream client's roots.
+//! TLS configuration: the listeners' server certificate (the clients' roots are
+//! [`crate::http_client`]'s).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::config::{ConfigError, TlsConfig};
 
@@ -32,31 +32,4 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
         .map_err(|e| ConfigError::invalid("listen.tls", e))?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(server)))
-}
-
-/// The client configuration for an `https://` upstream: the CA bundle from `ca_file`, or the
-/// system roots. `key` names the setting in error messages.
-pub fn client_config(ca_file: Option<&Path>, key: &str) -> Result<ClientConfig, ConfigError> {
-    let mut roots = RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))?;
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))?;
-            }
-        }
-        None => {
-            let native = rustls_native_certs::load_native_certs();
-            for cert in native.certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    Ok(ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }

@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use serde::Serialize;
 
-use super::Config;
+use crate::config::Config;
 use crate::layer::client_ip::ClientIpRules;
 use crate::layer::network::PrivateNetwork;
 use crate::metrics::Metrics;

@@ -1,23 +1,6 @@
-//! The upstream: a pooled HTTP/HTTPS client to the KMS, or the embedded dev KMS in-process.
-//!
-//! What the proxy does to a request: the URI becomes the upstream's (scheme, authority, base
-//! path + the original path and query); the version becomes HTTP/1.1 (the pool is HTTP/1);
-//! hop-by-hop headers go; `Host` is the upstream's; `X-Forwarded-For` is *set* (never appended)
-//! to the client address and `X-Forwarded-Proto` to the client's scheme. The body streams
-//! through unchanged. To a response: hop-by-hop headers go and the version becomes the
-//! client's. An upstream error body (≤ 64 KiB) is watched while it streams to the client, and the
-//! reason codes of its Key Protect envelope are counted.
-//!
-//! At most `upstream.max_connections` requests are at the upstream at once: each holds an
-//! [`UpstreamSlot`] from the moment it is sent until its response body is dropped, which is as
-//! long as it occupies a pooled connection. Without the bound, every concurrent client request
-//! that finds no idle connection opens a new one (1,000 clients → about 1,000 upstream
-//! connections, each with hyper's buffers and connection task), although the upstream answers
-//! no faster for it. A request that finds every slot taken waits for one, within
-//! `upstream.request_timeout`.
-//!
-//! Failures answer with the gateway's codes: `UPSTREAM_UNAVAILABLE_ERR` (502) when no answer
-//! could be had, `UPSTREAM_TIMEOUT_ERR` (504) after `upstream.request_timeout`.
+//! [`Upstream`], the innermost service, and its future: the request rewritten for the upstream
+//! (URI, version, headers), at most `upstream.max_connections` requests at the upstream at once,
+//! the timeout, and the response normalised and counted on its way back.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -27,66 +10,29 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
 
-use crate::body::Body;
+use crate::body::{Body, BodyTap};
 use crate::config::{ConfigError, UpstreamConfig};
-use crate::conn::{ClientAddr, ConnInfo};
-use crate::devkms::DevKms;
+use crate::conn::{ConnInfo, client_ip};
+use crate::http_client::{ClientSettings, HttpsClient, error_chain, https_client};
 use crate::metrics::Metrics;
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::Route;
 
-/// Error bodies up to this size are inspected for reason codes.
-pub const INSPECT_LIMIT: usize = 64 * 1024;
+use super::headers::{forwarded_request_headers, strip_hop_by_hop};
+use super::inspect::{ErrorInspector, INSPECT_LIMIT, envelope_codes};
 
-/// The gateway's own pooled HTTP/HTTPS client (for the upstream and the JWKS fetcher).
-pub type HttpsClient = Client<HttpsConnector<HttpConnector>, Body>;
-
-/// How to build an [`HttpsClient`].
-#[derive(Clone, Copy, Debug)]
-pub struct ClientSettings<'a> {
-    /// Time allowed to open a connection.
-    pub connect_timeout: Duration,
-    /// PEM CA bundle; the system roots when absent.
-    pub ca_file: Option<&'a std::path::Path>,
-    /// The config key of `ca_file`, for error messages.
-    pub ca_file_key: &'static str,
-    /// Idle pooled connections are closed after this time.
-    pub pool_idle_timeout: Duration,
-    /// At most this many idle connections per host.
-    pub pool_max_idle: usize,
-}
-
-/// Builds a pooled HTTP/1.1 client for `http://` and `https://` URLs (rustls, TCP_NODELAY).
-pub fn https_client(settings: &ClientSettings<'_>) -> Result<HttpsClient, ConfigError> {
-    let mut http = HttpConnector::new();
-    http.set_connect_timeout(Some(settings.connect_timeout));
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    let tls = crate::server::tls::client_config(settings.ca_file, settings.ca_file_key)?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(settings.pool_idle_timeout)
-        .pool_max_idle_per_host(settings.pool_max_idle)
-        .build(connector))
-}
+/// A backend served in-process (the embedded dev KMS): any cloneable service that answers
+/// every request.
+pub type EmbeddedService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
 /// Marks a response that came from the upstream (as opposed to the gateway's own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +48,7 @@ pub struct Upstream {
 #[derive(Clone)]
 enum Target {
     Remote(Arc<Remote>),
-    Embedded(DevKms),
+    Embedded(EmbeddedService),
 }
 
 struct Remote {
@@ -128,13 +74,14 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Builds the upstream from its configuration.
+    /// Builds the remote upstream `upstream.url` names. `"embedded"` names no remote: the
+    /// gateway plugs the dev KMS in with [`Upstream::embedded`].
     pub fn new(config: &UpstreamConfig, metrics: Metrics) -> Result<Upstream, ConfigError> {
         if config.is_embedded() {
-            return Ok(Upstream {
-                target: Target::Embedded(DevKms::new()),
-                metrics,
-            });
+            return Err(ConfigError::invalid(
+                "upstream.url",
+                "\"embedded\" is served in-process: use Upstream::embedded",
+            ));
         }
         let uri: Uri = config
             .url
@@ -170,10 +117,19 @@ impl Upstream {
         })
     }
 
-    /// An upstream served by this dev KMS (for tests and `upstream.url = "embedded"`).
-    pub fn embedded(devkms: DevKms, metrics: Metrics) -> Upstream {
+    /// An upstream served in-process by `service` (the dev KMS, for `upstream.url =
+    /// "embedded"` and tests). Its error envelopes are counted like a remote upstream's.
+    pub fn embedded<S>(service: S, metrics: Metrics) -> Upstream
+    where
+        S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
         Upstream {
-            target: Target::Embedded(devkms),
+            target: Target::Embedded(BoxCloneSyncService::new(service)),
             metrics,
         }
     }
@@ -194,8 +150,8 @@ impl tower_service::Service<Request<Body>> for Upstream {
         let start = Instant::now();
         let metrics = self.metrics.clone();
         match &mut self.target {
-            Target::Embedded(devkms) => {
-                let future = tower_service::Service::call(devkms, req);
+            Target::Embedded(service) => {
+                let future = tower_service::Service::call(service, req);
                 UpstreamFuture {
                     kind: Kind::Embedded { future },
                     version,
@@ -232,10 +188,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
 
 /// One of the `upstream.max_connections` slots. A request to the upstream holds one until its
 /// response body is dropped: as long as it keeps a pooled connection busy.
-#[derive(Debug)]
-pub struct UpstreamSlot {
-    _permit: OwnedSemaphorePermit,
-}
+type UpstreamSlot = OwnedSemaphorePermit;
 
 /// What a request to the upstream ends with: the response (or why there is none), and the slot
 /// it holds.
@@ -279,7 +232,7 @@ impl Remote {
         match self.slots.clone().try_acquire_owned() {
             Ok(permit) => Call::Sending {
                 future: self.client.request(req),
-                slot: Some(UpstreamSlot { _permit: permit }),
+                slot: Some(permit),
             },
             Err(_) => {
                 metrics.upstream_slot_wait();
@@ -288,7 +241,6 @@ impl Remote {
                     future: Box::pin(async move {
                         // The semaphore is never closed: acquiring only waits.
                         let slot = remote.slots.clone().acquire_owned().await.ok();
-                        let slot = slot.map(|permit| UpstreamSlot { _permit: permit });
                         (remote.client.request(req).await, slot)
                     }),
                 }
@@ -323,70 +275,10 @@ impl Remote {
         })?;
         *req.version_mut() = Version::HTTP_11;
 
-        let conn = req.extensions().get::<ConnInfo>().copied();
-        let client = req
-            .extensions()
-            .get::<ClientAddr>()
-            .map(|c| c.0)
-            .or(conn.map(|c| c.peer.ip()));
-        let headers = req.headers_mut();
-        strip_hop_by_hop(headers);
-        headers.remove(header::HOST);
-        if let Some(ip) = client {
-            // Overwrite, never append: what the client sent is not trusted here.
-            let mut text = Vec::with_capacity(15);
-            crate::text::push_ip(&mut text, crate::conn::canonical_ip(ip));
-            if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(text)) {
-                headers.insert(X_FORWARDED_FOR, value);
-            }
-        }
-        let proto = if conn.is_some_and(|c| c.tls) {
-            "https"
-        } else {
-            "http"
-        };
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        let tls = req.extensions().get::<ConnInfo>().is_some_and(|c| c.tls);
+        let client = client_ip(req.extensions());
+        forwarded_request_headers(req.headers_mut(), client, tls);
         Ok(())
-    }
-}
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// The headers that never cross a proxy (RFC 9110 §7.6.1), besides those `Connection` names.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-];
-
-/// Removes the hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // The common case has none: one pass over the names, instead of a hashed lookup for each
-    // of the nine (`Connection` itself is in the list, so the names it lists are found too).
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
-    }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
     }
 }
 
@@ -402,7 +294,7 @@ pin_project! {
     }
 }
 
-type EmbeddedFuture = <DevKms as tower_service::Service<Request<Body>>>::Future;
+type EmbeddedFuture = <EmbeddedService as tower_service::Service<Request<Body>>>::Future;
 
 pin_project! {
     #[project = KindProj]
@@ -460,7 +352,9 @@ impl Future for UpstreamFuture {
                     let inspect = parts.status.as_u16() >= 400
                         && incoming_len(&parts.headers)
                             .is_none_or(|len| len <= INSPECT_LIMIT as u64);
-                    let inspector = inspect.then(|| ErrorInspector::new(this.metrics.clone()));
+                    let inspector = inspect.then(|| {
+                        Box::new(ErrorInspector::new(this.metrics.clone())) as Box<dyn BodyTap>
+                    });
                     Response::from_parts(parts, Body::upstream(incoming, inspector, slot))
                 }
             },
@@ -495,123 +389,4 @@ fn incoming_len(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
-}
-
-/// The error and its sources, for a log line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
-/// Watches an upstream error body as it streams to the client (up to [`INSPECT_LIMIT`] bytes)
-/// and counts the reason codes of its Key Protect envelope when it ends. The bytes themselves
-/// are passed on untouched.
-#[derive(Debug)]
-pub struct ErrorInspector {
-    buffer: Vec<u8>,
-    overflowed: bool,
-    finished: bool,
-    metrics: Metrics,
-}
-
-impl ErrorInspector {
-    /// A new inspector that counts into `metrics`.
-    pub fn new(metrics: Metrics) -> Self {
-        ErrorInspector {
-            buffer: Vec::new(),
-            overflowed: false,
-            finished: false,
-            metrics,
-        }
-    }
-
-    /// Sees a data frame.
-    pub fn observe(&mut self, data: &Bytes) {
-        if self.overflowed {
-            return;
-        }
-        if self.buffer.len() + data.len() > INSPECT_LIMIT {
-            self.overflowed = true;
-            self.buffer = Vec::new();
-            return;
-        }
-        self.buffer.extend_from_slice(data);
-    }
-
-    /// The body ended: count the codes found (once).
-    pub fn finish(&mut self) {
-        if std::mem::replace(&mut self.finished, true) || self.overflowed {
-            return;
-        }
-        for code in envelope_codes(&self.buffer) {
-            self.metrics.upstream_reason(&code);
-        }
-        self.buffer = Vec::new();
-    }
-}
-
-/// The reason codes in a Key Protect error envelope (empty for anything else).
-pub fn envelope_codes(body: &[u8]) -> Vec<String> {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        #[serde(default)]
-        resources: Vec<Resource>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Resource {
-        #[serde(default)]
-        reasons: Vec<ReasonCode>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ReasonCode {
-        #[serde(default)]
-        code: String,
-    }
-    match serde_json::from_slice::<Envelope>(body) {
-        Ok(envelope) => envelope
-            .resources
-            .into_iter()
-            .flat_map(|r| r.reasons)
-            .map(|r| r.code)
-            .filter(|c| !c.is_empty())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_go_including_connection_named_ones() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret-hop"),
-        );
-        h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert("bluemix-instance", HeaderValue::from_static("i"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("bluemix-instance"));
-    }
-
-    #[test]
-    fn envelope_codes_are_read_leniently() {
-        let body = br#"{"metadata":{},"resources":[{"errorMsg":"x","reasons":[{"code":"KEY_DELETED_ERR"},{"code":" WEIRD"}]}]}"#;
-        assert_eq!(
-            envelope_codes(body),
-            vec!["KEY_DELETED_ERR".to_owned(), " WEIRD".to_owned()]
-        );
-        assert!(envelope_codes(b"not json").is_empty());
-    }
 }

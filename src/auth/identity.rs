@@ -1,0 +1,23 @@
+//! [`Identity`]: who made a request, as its verified bearer token says.
+
+use std::sync::Arc;
+
+/// Who made a request, as its bearer token says. Put in the request extensions by the bearer
+/// layer for the layers after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's `sub`.
+    pub subject: Arc<str>,
+    /// Whether the token's service claim (`auth.service_claim`) names a service.
+    pub is_service: bool,
+}
+
+impl Identity {
+    /// An identity.
+    pub fn new(subject: &str, is_service: bool) -> Self {
+        Identity {
+            subject: subject.into(),
+            is_service,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Header hygiene at the upstream boundary: hop-by-hop headers never cross (RFC 9110 §7.6.1),
+//! `Host` becomes the upstream's, and `X-Forwarded-For` / `X-Forwarded-Proto` are *set* to what
+//! the gateway decided (never appended to what the client sent).
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The headers that never cross a proxy (RFC 9110 §7.6.1), besides those `Connection` names.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Removes the hop-by-hop headers (RFC 9110 §7.6.1), including those `Connection` names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The common case has none: one pass over the names, instead of a hashed lookup for each
+    // of the nine (`Connection` itself is in the list, so the names it lists are found too).
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The request headers as they go upstream: hop-by-hop headers and `Host` removed (the client
+/// sets the upstream's), `X-Forwarded-For` set to `client`, `X-Forwarded-Proto` to the client's
+/// scheme.
+pub fn forwarded_request_headers(headers: &mut HeaderMap, client: Option<IpAddr>, tls: bool) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::HOST);
+    if let Some(ip) = client {
+        // Overwrite, never append: what the client sent is not trusted here.
+        let mut text = Vec::with_capacity(15);
+        crate::text::push_ip(&mut text, crate::conn::canonical_ip(ip));
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(text)) {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+    }
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_including_connection_named_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("bluemix-instance", HeaderValue::from_static("i"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("bluemix-instance"));
+    }
+}
