@@ -12,6 +12,7 @@
 //! | `UPSTREAM_TIMEOUT_ERR` | 504 | the KMS did not answer within `upstream.request_timeout` |
 //! | `BODY_TOO_LARGE_ERR` | 413 | a body the gateway must inspect is larger than `body.limit` |
 //! | `BODY_TIMEOUT_ERR` | 408 | a body the gateway must inspect did not arrive within `body.read_timeout` |
+//! | `POLICY_STORE_UNAVAILABLE_ERR` | 503 | a policy PUT could not be written to the shared policy store (etcd); nothing was changed |
 //! | `GATEWAY_INTERNAL_ERR` | 500 | the gateway failed on its own (a bug); the request was not forwarded |
 //!
 //! Layers never write JSON: they return a [`Rejection`], and [`Rejection::into_response`] renders
@@ -179,6 +180,9 @@ catalogue! {
     MethodNotAllowed = ("METHOD_NOT_ALLOWED_ERR", 405, Suffix, "No Key Protect operation accepts this method"),
     /// Gateway: with `routes.unknown = "refuse"`, a request that is no Key Protect operation.
     UnknownRoute = ("UNKNOWN_ROUTE_ERR", 404, Suffix, "The request is not a Key Protect API operation"),
+    /// Gateway: the shared policy store (etcd) could not be reached for a policy update;
+    /// nothing was changed.
+    PolicyStoreUnavailable = ("POLICY_STORE_UNAVAILABLE_ERR", 503, Suffix, "The shared policy store could not be reached; the policy was not changed"),
     /// Gateway: an internal failure; the request was not forwarded.
     GatewayInternal = ("GATEWAY_INTERNAL_ERR", 500, Suffix, "The gateway failed to process the request"),
 }
