@@ -314,7 +314,7 @@ pub fn instance_id(id: &str) -> Option<Cow<'_, str>> {
 
 /// Lowercase hex digits with hyphens at 8, 13, 18 and 23: the form ids are stored and
 /// forwarded in.
-fn is_canonical_uuid(bytes: &[u8]) -> bool {
+pub fn is_canonical_uuid(bytes: &[u8]) -> bool {
     bytes.len() == 36
         && bytes.iter().enumerate().all(|(i, &b)| match i {
             8 | 13 | 18 | 23 => b == b'-',

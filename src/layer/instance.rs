@@ -74,6 +74,10 @@ pub fn canonicalize<B>(req: &mut Request<B>) -> Result<(), Ambiguity> {
     if values.next().is_some() {
         return Err(Ambiguity::DuplicateHeader(NAME));
     }
+    // The common case: an id in its canonical form already.
+    if canonical::is_canonical_uuid(value.as_bytes()) {
+        return Ok(());
+    }
     let text = value
         .to_str()
         .map_err(|_| Ambiguity::BadHeaderValue(NAME))?
