@@ -1,5 +1,5 @@
 //! The command line: `kmsgate [run] --config FILE`, `check-config FILE`, `dev-kms --listen ADDR`,
-//! `token --config FILE --sub NAME`.
+//! `token --config FILE --sub NAME`, `health [--addr ADDR] [--path /readyz]`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,6 +55,19 @@ pub enum Command {
         /// Mark the caller as a service (sets `auth.service_claim` to the first service value).
         #[arg(long)]
         service: bool,
+    },
+    /// Probe a running gateway's admin listener: GET /readyz (or --path); exit 0 on 200, 1
+    /// otherwise. For Docker HEALTHCHECK and exec probes in images without curl.
+    Health {
+        /// The admin listener's address (`listen.admin`).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        addr: SocketAddr,
+        /// `/readyz` (ready for traffic) or `/healthz` (the process is alive).
+        #[arg(long, default_value = "/readyz")]
+        path: String,
+        /// Give up after this long (connect, send, and read the status line).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
     },
 }
 

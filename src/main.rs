@@ -20,6 +20,11 @@ fn main() -> ExitCode {
             ttl,
             service,
         }) => token(&config, &sub, ttl, service),
+        Some(Command::Health {
+            addr,
+            path,
+            timeout,
+        }) => health(addr, &path, timeout),
     }
 }
 
@@ -109,6 +114,61 @@ fn token(file: &std::path::Path, sub: &str, ttl: std::time::Duration, service: b
         }
         Err(e) => {
             eprintln!("kmsgate token: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `kmsgate health`: one HTTP/1.1 GET to the admin listener over a plain socket (no runtime, no
+/// client library), so an image without curl can run its own HEALTHCHECK or exec probe.
+fn health(addr: std::net::SocketAddr, path: &str, timeout: std::time::Duration) -> ExitCode {
+    use std::io::{ErrorKind, Read, Write};
+    if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        eprintln!("kmsgate health: --path must start with / and contain no spaces: {path:?}");
+        return ExitCode::from(2);
+    }
+    let probe = || -> std::io::Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        let left = || {
+            deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .max(std::time::Duration::from_millis(1))
+        };
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_write_timeout(Some(left()))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kmsgate-health\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = Vec::with_capacity(64);
+        let mut buf = [0u8; 64];
+        while !head.contains(&b'\n') && head.len() < 1024 {
+            stream.set_read_timeout(Some(left()))?;
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let line = String::from_utf8_lossy(&head);
+        Ok(line.lines().next().unwrap_or("").trim().to_owned())
+    };
+    match probe() {
+        Ok(status_line) => {
+            let ok = status_line.split_whitespace().nth(1) == Some("200");
+            println!("http://{addr}{path}: {status_line}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            println!("http://{addr}{path}: no answer within {timeout:?}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("http://{addr}{path}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -127,6 +127,7 @@ fn every_subcommand_has_help() {
         &["run", "--help"],
         &["check-config", "--help"],
         &["dev-kms", "--help"],
+        &["health", "--help"],
     ] {
         let out = kmsgate().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -135,6 +136,60 @@ fn every_subcommand_has_help() {
             "{args:?}"
         );
     }
+}
+
+/// `kmsgate health` (the image's HEALTHCHECK): 0 while the admin listener answers 200, 1 on any
+/// other status and once the gateway is gone.
+#[test]
+fn health_probes_the_admin_listener() {
+    let path = temp_config(
+        "health.toml",
+        "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[upstream]\nurl = \"embedded\"\n",
+    );
+    let mut child = ChildGuard(
+        kmsgate()
+            .arg("--config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Read stderr to the end on a thread, so the gateway never writes into a closed pipe.
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let admin = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the gateway logs its admin address");
+        if let Some(rest) = line.split("admin=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    let health = |args: &[&str]| {
+        kmsgate()
+            .args(["health", "--addr", &admin])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ready = health(&[]);
+    assert_eq!(ready.status.code(), Some(0), "{ready:?}");
+    assert!(
+        String::from_utf8_lossy(&ready.stdout).contains("200"),
+        "{ready:?}"
+    );
+    assert_eq!(health(&["--path", "/healthz"]).status.code(), Some(0));
+    assert_eq!(health(&["--path", "/nowhere"]).status.code(), Some(1));
+    assert_eq!(health(&["--path", "no-slash"]).status.code(), Some(2));
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert_eq!(health(&["--timeout", "1s"]).status.code(), Some(1));
 }
 
 /// SIGTERM while a slow request is in flight: the request completes, then the process exits 0.
