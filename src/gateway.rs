@@ -2,6 +2,8 @@
 
 pub mod config_reload;
 pub mod dev_kms;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -125,11 +127,31 @@ pub struct Addrs {
     pub admin: SocketAddr,
 }
 
+/// What the configuration names, read and checked once: the policy files, the token keys, the
+/// listener certificate and the upstream's CA bundle. [`Gateway::bind_prepared`] starts from it;
+/// `check-config` builds one and drops it, so it reports what a start would.
+pub struct Prepared {
+    config: Config,
+    metrics: Metrics,
+    upstream: Upstream,
+    policies: Arc<PolicySource>,
+    bearer: BearerLayer,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("upstream", &self.upstream)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Gateway {
-    /// Builds the stack and binds every listener.
-    pub async fn bind(config: Config) -> Result<Gateway, StartError> {
+    /// Reads every file `config` names, once, and builds what the stack is made of; binds
+    /// nothing and starts no task.
+    pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
         let metrics = Metrics::new();
-        let readiness = Readiness::new();
         let upstream = if config.upstream.is_embedded() {
             Upstream::embedded(DevKms::new(), metrics.clone())
         } else {
@@ -138,6 +160,38 @@ impl Gateway {
         let store = PolicyStore::from_config(&config.policies)?;
         let policies = Arc::new(PolicySource::new(config.policies.clone(), store, &metrics));
         let bearer = BearerLayer::from_config(&config.auth, metrics.registry())?;
+        let tls = config
+            .listen
+            .tls
+            .as_ref()
+            .map(server::tls::acceptor)
+            .transpose()?;
+        Ok(Prepared {
+            config,
+            metrics,
+            upstream,
+            policies,
+            bearer,
+            tls,
+        })
+    }
+
+    /// Prepares (see [`Gateway::prepare`]), builds the stack and binds every listener.
+    pub async fn bind(config: Config) -> Result<Gateway, StartError> {
+        Gateway::bind_prepared(Gateway::prepare(config)?).await
+    }
+
+    /// Builds the stack from what [`Gateway::prepare`] read and binds every listener.
+    pub async fn bind_prepared(prepared: Prepared) -> Result<Gateway, StartError> {
+        let Prepared {
+            config,
+            metrics,
+            upstream,
+            policies,
+            bearer,
+            tls,
+        } = prepared;
+        let readiness = Readiness::new();
         let live = LiveRules::new(&config);
         let access_log = AccessLog::from_config(&config.log, metrics.registry());
         let stack = stack(
@@ -149,12 +203,6 @@ impl Gateway {
             &bearer,
             &live,
         );
-        let tls = config
-            .listen
-            .tls
-            .as_ref()
-            .map(server::tls::acceptor)
-            .transpose()?;
         let public = server::bind(config.listen.public, "listen.public").await?;
         let private = match config.listen.private {
             Some(addr) => Some(server::bind(addr, "listen.private").await?),

@@ -77,6 +77,13 @@ fn run(args: RunArgs) -> ExitCode {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match load(Some(file)) {
         Ok(config) => {
+            // The same preparation as a start: policy files, keys, certificates.
+            if let Err(e) = Gateway::prepare(config.clone()) {
+                for message in e.messages() {
+                    eprintln!("kmsgate: config error: {message}");
+                }
+                return ExitCode::from(2);
+            }
             print!("{}", config.to_redacted_toml());
             eprintln!("kmsgate: {} is valid", file.display());
             ExitCode::SUCCESS

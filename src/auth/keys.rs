@@ -205,7 +205,8 @@ pub fn hmac_secret(hmac: &HmacKeyConfig, index: usize) -> Result<Vec<u8>, Config
 }
 
 fn read(path: &Path, key: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))
+    crate::settings::read_file(path)
+        .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))
 }
 
 /// An RSA, EC or Ed25519 public key from PEM text.

@@ -165,7 +165,7 @@ pub fn fingerprint(dir: &Path) -> Result<u64, SourceError> {
 
 /// Reads and parses one policy file.
 pub fn read_file(path: &Path) -> Result<PolicyRecords, SourceError> {
-    let bytes = fs::read(path).map_err(|error| SourceError::Io {
+    let bytes = crate::settings::read_file(path).map_err(|error| SourceError::Io {
         path: path.to_owned(),
         error,
     })?;

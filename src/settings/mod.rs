@@ -11,3 +11,33 @@ mod secret;
 
 pub use error::ConfigError;
 pub use secret::Secret;
+
+/// Reads a file the configuration names (a policy document, a token key). Every such read
+/// goes through here, so a test can count them: each is read once per start and once per
+/// reload.
+pub fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    #[cfg(test)]
+    reads::count(path);
+    std::fs::read(path)
+}
+
+/// The files [`read_file`] read on this thread (tests only).
+#[cfg(test)]
+pub(crate) mod reads {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+
+    thread_local! {
+        static READS: RefCell<BTreeMap<PathBuf, usize>> = const { RefCell::new(BTreeMap::new()) };
+    }
+
+    pub(super) fn count(path: &Path) {
+        READS.with(|r| *r.borrow_mut().entry(path.to_path_buf()).or_default() += 1);
+    }
+
+    /// The reads since the last call, by file.
+    pub(crate) fn take() -> BTreeMap<PathBuf, usize> {
+        READS.with(|r| std::mem::take(&mut *r.borrow_mut()))
+    }
+}
