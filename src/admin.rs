@@ -1,5 +1,6 @@
-//! The admin listener: `GET /metrics` (Prometheus text), `/healthz` (alive) and `/readyz`
-//! (200 once every start-up gate has opened, 503 before that and while draining).
+//! The admin listener: `GET /metrics` (Prometheus text), `/healthz` (alive), `/readyz`
+//! (200 once every start-up gate has opened, 503 before that and while draining) and, with a
+//! shared policy store, `/policy/revision` (JSON: the etcd revision the policies reflect).
 
 use std::convert::Infallible;
 
@@ -16,11 +17,15 @@ use crate::metrics::Metrics;
 pub use crate::readiness::{Readiness, ReadyGate};
 use crate::shutdown::stopped;
 
+/// Renders the `GET /policy/revision` document (given by the shared policy store).
+pub type PolicyStatus = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Serves the admin endpoints on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     readiness: Readiness,
+    policy_status: Option<PolicyStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -37,9 +42,10 @@ pub async fn serve(
         };
         let metrics = metrics.clone();
         let readiness = readiness.clone();
+        let policy_status = policy_status.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = respond(&req, &metrics, &readiness);
+                let response = respond(&req, &metrics, &readiness, policy_status.as_ref());
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -53,6 +59,7 @@ fn respond(
     req: &Request<Incoming>,
     metrics: &Metrics,
     readiness: &Readiness,
+    policy_status: Option<&PolicyStatus>,
 ) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: &'static str| {
         let mut res = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
@@ -78,6 +85,15 @@ fn respond(
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" if readiness.is_ready() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        "/policy/revision" if policy_status.is_some() => {
+            let body = policy_status.map(|status| status()).unwrap_or_default();
+            let mut res = Response::new(Full::new(Bytes::from(body)));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            res
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /healthz or /readyz\n",

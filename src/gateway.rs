@@ -31,6 +31,7 @@ use crate::layer::policy_api::{PolicyApi, PolicyApiLayer};
 use crate::layer::route::{RouteGuard, RouteLayer};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
+use crate::policy::etcd::EtcdSource;
 use crate::policy::reload::{self, PolicySource, Reloadable};
 use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
@@ -105,6 +106,7 @@ pub struct Gateway {
     metrics: Metrics,
     readiness: Readiness,
     policies: Arc<PolicySource>,
+    etcd: Option<EtcdSource>,
     bearer: BearerLayer,
     live: LiveRules,
     config_path: Option<std::path::PathBuf>,
@@ -192,6 +194,15 @@ impl Gateway {
             tls,
         } = prepared;
         let readiness = Readiness::new();
+        // [policies.etcd]: load the shared policies (or the cache, or start unready).
+        let etcd = match &config.policies.etcd {
+            Some(etcd_config) => {
+                let etcd = EtcdSource::new(etcd_config, policies.store().clone(), &metrics)?;
+                etcd.start(&policies).await;
+                Some(etcd)
+            }
+            None => None,
+        };
         let live = LiveRules::new(&config);
         let access_log = AccessLog::from_config(&config.log, metrics.registry());
         let stack = stack(
@@ -220,6 +231,7 @@ impl Gateway {
             metrics,
             readiness,
             policies,
+            etcd,
             bearer,
             live,
             config_path: None,
@@ -294,10 +306,20 @@ impl Gateway {
         if let Some(jwks) = self.bearer.auth().and_then(|auth| auth.jwks()) {
             tasks.spawn(jwks.clone().run(self.readiness.gate(), stop_rx.clone()));
         }
+        // The etcd watch keeps the policies in step (unready until a snapshot is loaded).
+        let policy_status = self.etcd.clone().map(|etcd| {
+            tasks.spawn(etcd.clone().run(
+                self.policies.clone(),
+                self.readiness.gate(),
+                stop_rx.clone(),
+            ));
+            Arc::new(move || etcd.status_json()) as admin::PolicyStatus
+        });
         let admin_task = tokio::spawn(admin::serve(
             self.admin,
             self.metrics.clone(),
             self.readiness.clone(),
+            policy_status,
             stop_rx,
         ));
         // Hot reload: SIGHUP, and polling policies.dir and the config file. Listener addresses,

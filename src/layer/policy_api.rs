@@ -15,6 +15,12 @@
 //!
 //! Persisting is a few small synchronous file operations (write, fsync, rename, fsync) on the
 //! calling worker; policy writes are rare, and the request waits for them anyway.
+//!
+//! With a shared store (`[policies.etcd]`) a PUT is written there instead of a file (see
+//! `policy::etcd`): in `own` mode the client gets 204 once etcd has committed it, in `mirror`
+//! mode the backend's answer once etcd has committed it; etcd unreachable → 503
+//! `POLICY_STORE_UNAVAILABLE_ERR`, nothing applied by the gateway (in `mirror` mode the backend
+//! already has it: the client retries the PUT, which is idempotent).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +35,7 @@ use super::body::PolicyPut;
 use super::instance::instance_id;
 use crate::auth::Identity;
 use crate::body::Body;
+use crate::policy::backend::{PolicyBackend, WriteError, WriteFuture};
 use crate::policy::model::Policy;
 use crate::policy::parse::parse_policy_query;
 use crate::policy::reload::{ApplyError, PolicySource};
@@ -79,8 +86,58 @@ struct Mirror {
     subject: String,
 }
 
+/// A policy write through the shared store, resolving to the client's answer.
+type StoreWrite = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
+
+/// Answers `done` once `write` has committed; 503 `POLICY_STORE_UNAVAILABLE_ERR` when the store
+/// could not take it. In mirror mode (`mirrored`) an instance id the store cannot hold is
+/// logged and `done` answered (the backend has the policy), as with files.
+fn store_write(
+    write: WriteFuture,
+    instance: String,
+    done: Response<Body>,
+    mirrored: bool,
+) -> StoreWrite {
+    let operation = Operation::INSTANCE_POLICY_CREATE;
+    Box::pin(async move {
+        match write.await {
+            Ok(()) => done,
+            Err(WriteError::BadInstance) if mirrored => {
+                tracing::error!(instance = %instance, "mirror: the instance id cannot name a shared policy document; not applied");
+                done
+            }
+            Err(WriteError::BadInstance) => Rejection::new(Reason::Unauthorized)
+                .operation(operation)
+                .into_response(),
+            Err(e) => {
+                tracing::error!(instance = %instance, error = %e, "policy update not written to the shared store");
+                Rejection::new(Reason::PolicyStoreUnavailable)
+                    .operation(operation)
+                    .into_response()
+            }
+        }
+    })
+}
+
+fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
 impl Mirror {
-    fn apply(self) {
+    /// Applies the update the backend accepted with `response`: through the shared store (a
+    /// write to await), or to the file and the snapshot at once.
+    fn apply(self, response: Response<Body>) -> Result<Response<Body>, StoreWrite> {
+        if let Some(backend) = self.source.backend() {
+            let write = backend.write(&self.instance, self.policies, &self.subject);
+            return Err(store_write(write, self.instance, response, true));
+        }
+        self.apply_file();
+        Ok(response)
+    }
+
+    fn apply_file(self) {
         if let Err(e) = self
             .source
             .apply(&self.instance, self.policies, &self.subject, true)
@@ -100,6 +157,8 @@ pin_project! {
         #[pin]
         inner: ResponseFuture<F>,
         mirror: Option<Mirror>,
+        // A write through the shared store; when set, it answers (`inner` is done or unused).
+        write: Option<StoreWrite>,
     }
 }
 
@@ -110,14 +169,24 @@ where
     type Output = Result<Response<Body>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        if let (Ok(response), Some(mirror)) = (&result, this.mirror.take())
-            && response.status().is_success()
-        {
-            mirror.apply();
+        let mut this = self.project();
+        loop {
+            if let Some(write) = this.write.as_mut() {
+                let response = ready!(write.as_mut().poll(cx));
+                *this.write = None;
+                return Poll::Ready(Ok(response));
+            }
+            let result = ready!(this.inner.as_mut().poll(cx));
+            match (result, this.mirror.take()) {
+                (Ok(response), Some(mirror)) if response.status().is_success() => {
+                    match mirror.apply(response) {
+                        Ok(response) => return Poll::Ready(Ok(response)),
+                        Err(write) => *this.write = Some(write),
+                    }
+                }
+                (result, _) => return Poll::Ready(result),
+            }
         }
-        Poll::Ready(result)
     }
 }
 
@@ -162,11 +231,7 @@ fn own_put(source: &PolicySource, req: &Request<Body>) -> Result<Response<Body>,
     let operation = Operation::INSTANCE_POLICY_CREATE;
     let (instance, policies) = update(req, operation)?;
     match source.apply(&instance, policies, &subject(req), false) {
-        Ok(()) => {
-            let mut response = Response::new(Body::empty());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            Ok(response)
-        }
+        Ok(()) => Ok(no_content()),
         Err(ApplyError::BadInstance) => {
             Err(Rejection::new(Reason::Unauthorized).operation(operation))
         }
@@ -175,6 +240,22 @@ fn own_put(source: &PolicySource, req: &Request<Body>) -> Result<Response<Body>,
             Err(Rejection::new(Reason::GatewayInternal).operation(operation))
         }
     }
+}
+
+/// `PUT /api/v2/instance/policies` written through the shared store (own mode): 204 once it
+/// has committed.
+fn own_put_shared<F>(
+    backend: &dyn PolicyBackend,
+    req: &Request<Body>,
+) -> Result<PolicyApiFuture<F>, Rejection> {
+    let (instance, policies) = update(req, Operation::INSTANCE_POLICY_CREATE)?;
+    let write = backend.write(&instance, policies, &subject(req));
+    Ok(PolicyApiFuture {
+        // Never polled: the write answers.
+        inner: ResponseFuture::response(no_content()),
+        mirror: None,
+        write: Some(store_write(write, instance, no_content(), false)),
+    })
 }
 
 impl<S> tower_service::Service<Request<Body>> for PolicyApi<S>
@@ -198,6 +279,7 @@ where
                 Err(rejection) => ResponseFuture::refused(rejection),
             },
             mirror: None,
+            write: None,
         };
         let mode = match route {
             Some(Route::InstancePoliciesGet | Route::InstancePoliciesPut) => self.source.api(),
@@ -205,9 +287,11 @@ where
         };
         match (mode, route) {
             (PolicyApiMode::Own, Some(Route::InstancePoliciesGet)) => answered(own_get(&req)),
-            (PolicyApiMode::Own, Some(Route::InstancePoliciesPut)) => {
-                answered(own_put(&self.source, &req))
-            }
+            (PolicyApiMode::Own, Some(Route::InstancePoliciesPut)) => match self.source.backend() {
+                Some(backend) => own_put_shared(backend.as_ref(), &req)
+                    .unwrap_or_else(|rejection| answered(Err(rejection))),
+                None => answered(own_put(&self.source, &req)),
+            },
             (PolicyApiMode::Mirror, Some(Route::InstancePoliciesPut)) => {
                 match update(&req, Operation::INSTANCE_POLICY_CREATE) {
                     Ok((instance, policies)) => PolicyApiFuture {
@@ -218,6 +302,7 @@ where
                             subject: subject(&req),
                         }),
                         inner: ResponseFuture::inner(self.inner.call(req)),
+                        write: None,
                     },
                     Err(rejection) => answered(Err(rejection)),
                 }
@@ -225,6 +310,7 @@ where
             _ => PolicyApiFuture {
                 inner: ResponseFuture::inner(self.inner.call(req)),
                 mirror: None,
+                write: None,
             },
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::etcd::config::EtcdConfig;
 use super::model::PolicyType;
 use crate::settings::ConfigError;
 
@@ -45,6 +46,8 @@ pub struct PoliciesConfig {
     pub default: Option<String>,
     /// `"<instance id>" = '''<Key Protect policy JSON>'''`.
     pub instances: BTreeMap<String, String>,
+    /// `[policies.etcd]`: the documents live in etcd instead of `dir` (see `docs/fleet.md`).
+    pub etcd: Option<EtcdConfig>,
 }
 
 impl Default for PoliciesConfig {
@@ -58,6 +61,7 @@ impl Default for PoliciesConfig {
             api: PolicyApiMode::Passthrough,
             default: None,
             instances: BTreeMap::new(),
+            etcd: None,
         }
     }
 }
@@ -134,10 +138,19 @@ impl PoliciesConfig {
     /// Checks what serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.shadow_set()?;
-        if self.api != PolicyApiMode::Passthrough && self.dir.is_none() {
+        if let Some(etcd) = &self.etcd {
+            etcd.validate()?;
+            if self.dir.is_some() {
+                return Err(ConfigError::invalid(
+                    "policies.etcd",
+                    "policies come from etcd or from policies.dir, not both: import the directory with `kmsgate policies import-dir`",
+                ));
+            }
+        }
+        if self.api != PolicyApiMode::Passthrough && self.dir.is_none() && self.etcd.is_none() {
             return Err(ConfigError::invalid(
                 "policies.api",
-                "\"mirror\" and \"own\" persist policies to files: set policies.dir too",
+                "\"mirror\" and \"own\" persist policies to files or etcd: set policies.dir or [policies.etcd] too",
             ));
         }
         Ok(())

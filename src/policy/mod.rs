@@ -2,7 +2,9 @@
 //! per-instance form the layers use, and the store that holds the current snapshot.
 
 pub mod active;
+pub mod backend;
 pub mod config;
+pub mod etcd;
 pub mod model;
 pub mod parse;
 pub mod reload;

@@ -10,13 +10,14 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
 use tokio::sync::watch;
 
+use super::backend::PolicyBackend;
 use super::config::{PoliciesConfig, PolicyApiMode};
 use super::model::Policy;
 use super::source::{self, SourceError};
@@ -119,6 +120,8 @@ pub struct PolicySource {
     /// The fingerprint of the directory at the last load attempt. The lock also serialises
     /// reloads with API writes.
     state: Mutex<Option<u64>>,
+    /// A shared store (etcd) that replaces `policies.dir`, once connected.
+    backend: OnceLock<Arc<dyn PolicyBackend>>,
 }
 
 impl PolicySource {
@@ -135,12 +138,29 @@ impl PolicySource {
             store,
             metrics,
             state: Mutex::new(fingerprint),
+            backend: OnceLock::new(),
         }
     }
 
     /// The store this source feeds.
     pub fn store(&self) -> &PolicyStore {
         &self.store
+    }
+
+    /// Builds snapshots from `backend` instead of `policies.dir` from now on, and lets the
+    /// policy API write through it. Set once (a second call is ignored).
+    pub fn set_backend(&self, backend: Arc<dyn PolicyBackend>) {
+        let _ = self.backend.set(backend);
+    }
+
+    /// The shared store the policy API writes through, if there is one.
+    pub fn backend(&self) -> Option<&Arc<dyn PolicyBackend>> {
+        self.backend.get()
+    }
+
+    /// Counts a failed reload that a backend handled itself (an invalid document in etcd).
+    pub fn count_failed_reload(&self) {
+        self.metrics.error.inc();
     }
 
     /// The policy API mode.
@@ -178,7 +198,11 @@ impl PolicySource {
         if next.is_none() {
             *state = fingerprint;
         }
-        match source::load(config) {
+        let built = match self.backend.get() {
+            Some(backend) => backend.build(config),
+            None => source::load(config),
+        };
+        match built {
             Ok(snapshot) => {
                 let instances = snapshot.len();
                 if let Some(next) = next {
