@@ -15,17 +15,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-features=()
-if grep -q '^pub mod canonical;' ../src/lib.rs; then
-  features=(--features canonical)
-fi
-
 case ${1:-replay} in
   replay)
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/../target}
     # Not --locked: fuzz/Cargo.lock follows the main Cargo.lock, and a dependency the gateway
     # adds is resolved here at the version the main lock has (or the newest, offline first).
-    cargo test "${features[@]}" --test corpus
+    cargo test --test corpus
     ;;
   --afl)
     seconds=${2:-10}
@@ -34,15 +29,10 @@ case ${1:-replay} in
       cargo install cargo-afl --locked
     fi
     export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-    feature_list=afl
-    [[ ${#features[@]} -gt 0 ]] && feature_list+=",canonical"
-    cargo afl build --release --features "$feature_list"
+    cargo afl build --release --features afl
     status=0
     for bin in src/bin/*.rs; do
       target=$(basename "$bin" .rs)
-      if [[ $target == canonical && ${#features[@]} -eq 0 ]]; then
-        continue
-      fi
       rm -rf "ci-out/$target"
       FUZZ_NO_BUILD=1 FUZZ_OUT=ci-out/$target FUZZ_NICE=${FUZZ_NICE:-0} \
         ./run.sh "$target" "$seconds" || status=1

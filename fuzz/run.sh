@@ -13,7 +13,6 @@
 # gateway, so the first one takes minutes; later runs rebuild only what changed.
 #
 # Environment: FUZZ_NICE (default 19) is the niceness of the build and the fuzzer;
-# FUZZ_FEATURES (default: canonical when kmsgate exports it) adds crate features;
 # FUZZ_NO_BUILD=1 runs the binary already built; FUZZ_OUT (default out/TARGET) is AFL++'s
 # output directory.
 set -euo pipefail
@@ -37,20 +36,13 @@ cd "$(dirname "$0")"
 nice_level=${FUZZ_NICE:-19}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 
-features=afl
-if [[ -n ${FUZZ_FEATURES:-} ]]; then
-  features+=",$FUZZ_FEATURES"
-elif grep -q '^pub mod canonical;' ../src/lib.rs; then
-  features+=",canonical"
-fi
-
 command -v cargo-afl >/dev/null || {
   echo "cargo-afl is not installed: cargo install cargo-afl --locked" >&2
   exit 2
 }
 
 if [[ -z ${FUZZ_NO_BUILD:-} ]]; then
-  nice -n "$nice_level" cargo afl build --release --features "$features" --bin "$target" >&2
+  nice -n "$nice_level" cargo afl build --release --features afl --bin "$target" >&2
 fi
 
 out=${FUZZ_OUT:-out/$target}

@@ -151,6 +151,12 @@ tok = {
     "not_bearer": "Basic dXNlcjpwYXNz",
     "b64_crit": "Bearer %s.%s.%s" % (
         b64url({"alg": "RS256", "b64": True, "crit": ["b64"]}), b64url({"sub": "a", "exp": 5}), SIG),
+    # Regressions: payloads with a syntax error behind a claim whose unreadable value is tolerated
+    # (the token target's finding, fixed in 375512f; see README.md). Both must be NotJwt.
+    "regress_unterminated_iss": "%s.%s.c2ln" % (
+        b64url({"alg": "RS256"}), b64url('{"sub":"a","iss":"\x01}')),
+    "regress_broken_nbf_array": "%s.%s.c2ln" % (
+        b64url({"alg": "RS256"}), b64url('{"sub":"a","nbf":[,,"b":1}')),
 }
 for name, text in tok.items():
     write("token", name, text)

@@ -11,7 +11,6 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
-#[cfg(feature = "canonical")]
 pub mod canonical;
 pub mod policy;
 pub mod proxy_protocol;
@@ -26,7 +25,6 @@ pub const TARGETS: &[&str] = &[
     "policy",
     "token",
     "route",
-    #[cfg(feature = "canonical")]
     "canonical",
     "proxy_protocol",
 ];
@@ -38,7 +36,6 @@ pub fn run(name: &str, data: &[u8]) -> bool {
         "policy" => policy::fuzz(data),
         "token" => token::fuzz(data),
         "route" => route::fuzz(data),
-        #[cfg(feature = "canonical")]
         "canonical" => canonical::fuzz(data),
         "proxy_protocol" => proxy_protocol::fuzz(data),
         _ => return false,

@@ -7,11 +7,12 @@
 //! Invariants: no panic; a path outside `/api/v2/` is `other`; one trailing `/` does not change
 //! the route; a route's label, index and operation are consistent; `Route::of` on a request
 //! with that target agrees with `classify`; `query_param` returns a value that was in the query.
-//! With the `canonical` feature, the canonical path and query (when there is one) classify
-//! without panicking and are canonical themselves.
+//! The canonical path and query (when there is one) classify without panicking and are
+//! canonical themselves.
 
 use http::Method;
 use kmsgate::Route;
+use kmsgate::canonical;
 use kmsgate::layer::body::inspects;
 use kmsgate::route::query_param;
 
@@ -67,7 +68,6 @@ pub fn fuzz(data: &[u8]) {
         }
     }
 
-    #[cfg(feature = "canonical")]
     canonical_route(&method, path, query);
 }
 
@@ -93,9 +93,8 @@ fn check(method: &Method, path: &str, query: Option<&str>) -> Route {
     route
 }
 
-#[cfg(feature = "canonical")]
+/// Checks the route of the canonical path and query.
 fn canonical_route(method: &Method, path: &str, query: Option<&str>) {
-    use kmsgate::canonical;
     let path = match canonical::path(path) {
         Ok(Some(p)) => {
             assert_eq!(

@@ -102,7 +102,10 @@ pub fn parse(token: &str, service: &ServiceRule) -> Result<Unverified, Failure> 
     .map_err(|_| Failure::NotJwt)?;
     // A claim value that could not be read may hide a syntax error the object parse stepped
     // over: then the payload must still be JSON as every reader reads it (found by fuzzing).
-    if swallowed.get() && serde_json::from_slice::<IgnoredAny>(&payload).is_err() {
+    // Only the first value: what follows it is judged below, as for every payload.
+    if swallowed.get()
+        && IgnoredAny::deserialize(&mut serde_json::Deserializer::from_slice(&payload)).is_err()
+    {
         return Err(Failure::NotJwt);
     }
     // Characters after the object: jsonwebtoken refused such a payload (a 401 once verified).
@@ -370,8 +373,12 @@ mod tests {
                 "{payload:?}"
             );
         }
-        // Unreadable but well-formed values are still tolerated, as before.
+        // Unreadable but well-formed values are still tolerated, as before; trailing data is
+        // judged the same whether or not a value was unreadable (not JWT-readable: a 401 once
+        // verified, never a parse failure).
         for payload in [
+            r#"{"sub":"a","iss":1} x"#,
+            r#"{"sub":"a","iss":"i"} x"#,
             r#"{"sub":"a","nbf":"soon","iss":7,"aud":[1,2]}"#,
             r#"{"sub":"a","iss":{"x":1}}"#,
         ] {
