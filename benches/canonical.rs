@@ -41,7 +41,11 @@ fn main() {
     let mut req = request(wrap);
     let classify = ns_per_op(iterations, || {
         let req = black_box(&req);
-        black_box(Route::classify(req.method(), req.uri().path(), req.uri().query()));
+        black_box(Route::classify(
+            req.method(),
+            req.uri().path(),
+            req.uri().query(),
+        ));
     });
     let route_layer = ns_per_op(iterations, || {
         let _ = black_box(route::canonicalize(black_box(&mut req)));
