@@ -75,6 +75,36 @@ fn an_unknown_key_is_an_error_naming_it() {
 }
 
 #[test]
+fn check_config_reads_what_a_start_reads() {
+    // A listener certificate that cannot be read, and a policy file that does not parse: a
+    // start would fail on each, so check-config does too (it runs the same preparation).
+    let path = temp_config(
+        "bad-cert.toml",
+        "[upstream]\nurl = \"embedded\"\n[listen.tls]\ncert_file = \"/nonexistent/cert.pem\"\n\
+         key_file = \"/nonexistent/key.pem\"\n",
+    );
+    let out = kmsgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen.tls.cert_file"), "{err}");
+
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-bad-policies");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("inst-a.json"), "{").unwrap();
+    let path = temp_config(
+        "bad-policy-file.toml",
+        &format!(
+            "[upstream]\nurl = \"embedded\"\n[policies]\ndir = {:?}\n",
+            dir.display().to_string()
+        ),
+    );
+    let out = kmsgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("inst-a.json"), "{err}");
+}
+
+#[test]
 fn a_bad_upstream_url_is_refused() {
     let path = temp_config("bad-url.toml", "[upstream]\nurl = \"ftp://kms\"\n");
     let out = kmsgate().arg("check-config").arg(&path).output().unwrap();

@@ -418,7 +418,9 @@ async fn a_corrupt_file_at_start_up_is_a_config_error_naming_it() {
     let dir = temp_dir("startup");
     std::fs::write(dir.join("bad.json"), "{").unwrap();
     let toml = format!("[policies]\ndir = \"{}\"\n", dir.display());
-    let e = kmsgate::config::Config::from_toml(&[&toml])
+    // The configuration reads no file; preparing the start reads (and checks) the policy files.
+    let config = kmsgate::config::Config::from_toml(&[&toml]).unwrap();
+    let e = kmsgate::gateway::Gateway::prepare(config)
         .unwrap_err()
         .to_string();
     assert!(e.contains("policies.dir") && e.contains("bad.json"), "{e}");

@@ -194,7 +194,41 @@ impl AuthConfig {
         if let Some(jwks) = &self.jwks {
             jwks.validate()?;
         }
+        for (i, hmac) in self.hmac_keys.iter().enumerate() {
+            hmac.validate(i)?;
+        }
         // The key files are read (and their errors reported) once, by `Auth::new`.
+        Ok(())
+    }
+}
+
+impl HmacKeyConfig {
+    /// Checks where the secret comes from (exactly one source; a secret written in the
+    /// configuration only for a development key), without reading it.
+    pub fn validate(&self, index: usize) -> Result<(), ConfigError> {
+        let key = format!("auth.hmac_keys[{index}]");
+        match (&self.secret, &self.secret_env, &self.secret_file) {
+            (Some(_), None, None) if !self.dev => {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "a secret written in the configuration is for development only: set \
+                     dev = true, or use secret_env or secret_file",
+                ));
+            }
+            (Some(_), None, None) | (None, Some(_), None) | (None, None, Some(_)) => {}
+            _ => {
+                return Err(ConfigError::invalid(
+                    &key,
+                    "set exactly one of secret_env, secret_file or (development) secret",
+                ));
+            }
+        }
+        if self.dev && self.secret.is_none() {
+            return Err(ConfigError::invalid(
+                &format!("{key}.dev"),
+                "only a key whose secret is in the configuration can be a development key",
+            ));
+        }
         Ok(())
     }
 }

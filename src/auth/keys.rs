@@ -158,18 +158,10 @@ pub fn load_static(config: &AuthConfig) -> Result<Vec<Key>, ConfigError> {
 
 /// The secret bytes of an HMAC key, from its one source.
 pub fn hmac_secret(hmac: &HmacKeyConfig, index: usize) -> Result<Vec<u8>, ConfigError> {
+    hmac.validate(index)?;
     let key = format!("auth.hmac_keys[{index}]");
     let secret = match (&hmac.secret, &hmac.secret_env, &hmac.secret_file) {
-        (Some(secret), None, None) => {
-            if !hmac.dev {
-                return Err(ConfigError::invalid(
-                    &key,
-                    "a secret written in the configuration is for development only: set \
-                     dev = true, or use secret_env or secret_file",
-                ));
-            }
-            secret.expose().as_bytes().to_vec()
-        }
+        (Some(secret), None, None) => secret.expose().as_bytes().to_vec(),
         (None, Some(var), None) => std::env::var(var)
             .map_err(|_| {
                 ConfigError::invalid(
@@ -192,12 +184,6 @@ pub fn hmac_secret(hmac: &HmacKeyConfig, index: usize) -> Result<Vec<u8>, Config
             ));
         }
     };
-    if hmac.dev && hmac.secret.is_none() {
-        return Err(ConfigError::invalid(
-            &format!("{key}.dev"),
-            "only a key whose secret is in the configuration can be a development key",
-        ));
-    }
     if secret.is_empty() {
         return Err(ConfigError::invalid(&key, "the secret is empty"));
     }

@@ -195,7 +195,13 @@ impl Default for LogConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
-    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    /// On SIGTERM/SIGINT, `/readyz` turns 503 at once while the listeners keep accepting and
+    /// serving for this long, so load balancers (Kubernetes endpoints) stop sending traffic
+    /// before connections are refused. A second SIGTERM/SIGINT ends it early; `0s` stops
+    /// accepting at once.
+    #[serde(with = "duration")]
+    pub grace_period: Duration,
+    /// Then the listeners stop accepting, and in-flight requests get this long to finish.
     #[serde(with = "duration")]
     pub drain_timeout: Duration,
 }
@@ -203,6 +209,7 @@ pub struct ShutdownConfig {
 impl Default for ShutdownConfig {
     fn default() -> Self {
         ShutdownConfig {
+            grace_period: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -364,6 +371,8 @@ impl Config {
             ));
         }
         self.policies.validate()?;
+        // The inline documents must parse (they are no file).
+        crate::policy::Snapshot::inline_records(&self.policies)?;
         // Files the configuration names (policy documents, keys, certificates) are read and
         // checked once, by `Gateway::prepare`.
         Ok(())
