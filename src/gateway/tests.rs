@@ -5,22 +5,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::policy::model::{AllowedIp, Policy, PolicyRecords};
 use crate::policy::reload::Reloadable;
-use crate::policy::render::render_document;
 use crate::settings::reads;
 
+/// A Key Protect policy document (as `GET /api/v2/instance/policies` returns it): allowedIP.
 fn allowed(net: &str) -> String {
-    let mut records = PolicyRecords::default();
-    records.update(
-        [Policy::AllowedIp(AllowedIp {
-            enabled: true,
-            allowed_ip: vec![net.parse().unwrap()],
-        })],
-        "test",
-        "2026-11-29T12:00:00Z",
-    );
-    String::from_utf8(render_document(&records, None)).unwrap()
+    format!(
+        "{{\"metadata\": {{\"collectionType\": \"application/vnd.ibm.kms.policy+json\", \
+         \"collectionTotal\": 1}}, \"resources\": [{{\"policy_type\": \"allowedIP\", \
+         \"policy_data\": {{\"enabled\": true, \"attributes\": {{\"allowed_ip\": [\"{net}\"]}}}}}}]}}"
+    )
 }
 
 fn key(name: &str) -> PathBuf {
