@@ -350,6 +350,10 @@ fn hyphenated(bytes: &[u8]) -> Option<[u8; 32]> {
 /// `[v6]:port`, no user info, no characters outside a host name. A bracketed text that is
 /// not an IPv6 address is refused: one reader strips the brackets, another does not.
 pub fn host(host: &str) -> Result<(), Ambiguity> {
+    // The common case, a plain name without a port: one pass.
+    if host.bytes().all(is_name_byte) {
+        return Ok(());
+    }
     let name = if let Some(rest) = host.strip_prefix('[') {
         let (inside, after) = rest.split_once(']').ok_or(Ambiguity::BadHost)?;
         inside
@@ -366,14 +370,17 @@ pub fn host(host: &str) -> Result<(), Ambiguity> {
             None => host,
         }
     };
-    let valid = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let valid = name.bytes().all(is_name_byte);
     if valid {
         Ok(())
     } else {
         Err(Ambiguity::BadHost)
     }
+}
+
+/// A byte of a host name (letters, digits, `-`, `.`, `_`).
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
 }
 
 /// `""` or `:` and a port.
