@@ -35,7 +35,7 @@ use crate::policy::etcd::EtcdSource;
 use crate::policy::reload::{self, PolicySource, Reloadable};
 use crate::server::proxy_protocol::ProxyProtocol;
 use crate::server::{self, ServeOptions};
-pub use crate::shutdown::shutdown_signal;
+pub use crate::shutdown::{Signals, shutdown_signal};
 use crate::upstream::Upstream;
 pub use config_reload::{ConfigReload, LiveRules};
 
@@ -277,11 +277,31 @@ impl Gateway {
         &self.metrics
     }
 
-    /// Serves until `shutdown` completes, then drains: readiness turns false, listeners stop
-    /// accepting, in-flight requests finish (up to `shutdown.drain_timeout`).
+    /// Serves until `shutdown` completes, then drains (see [`Gateway::run_with`]; here the
+    /// grace period always runs to its end).
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.run_with(shutdown, std::future::pending()).await;
+    }
+
+    /// Serves until `shutdown` completes, then drains in three steps:
+    /// 1. `/readyz` turns 503 at once, and the listeners keep accepting and serving for
+    ///    `shutdown.grace_period` (or until `skip_grace` completes, whichever is first), so
+    ///    load balancers take the gateway out before it refuses connections;
+    /// 2. the client listeners stop accepting, and in-flight requests finish (up to
+    ///    `shutdown.drain_timeout`);
+    /// 3. the admin listener, which answered throughout, closes last.
+    ///
+    /// The binary passes the first SIGTERM/SIGINT as `shutdown` and the second as `skip_grace`
+    /// ([`Signals`](crate::shutdown::Signals)).
+    pub async fn run_with(
+        self,
+        shutdown: impl Future<Output = ()>,
+        skip_grace: impl Future<Output = ()>,
+    ) {
         let addrs = self.addrs();
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The admin listener has its own flag: it stays up until the drain is over.
+        let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(server::serve_with_proxy_protocol(
             self.public,
@@ -320,7 +340,7 @@ impl Gateway {
             self.metrics.clone(),
             self.readiness.clone(),
             policy_status,
-            stop_rx,
+            admin_stop_rx,
         ));
         // Hot reload: SIGHUP, and polling policies.dir and the config file. Listener addresses,
         // TLS and the upstream need a restart (a config reload logs and skips them).
@@ -348,12 +368,27 @@ impl Gateway {
             "kmsgate listening"
         );
         shutdown.await;
-        tracing::info!("shutting down: draining in-flight requests");
         self.readiness.set_draining();
+        let grace = self.config.shutdown.grace_period;
+        if !grace.is_zero() {
+            tracing::info!(
+                grace_period = ?grace,
+                "shutting down: /readyz answers 503; still serving for the grace period (a second signal ends it)"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = skip_grace => tracing::info!("grace period cut short"),
+            }
+        }
+        tracing::info!(
+            drain_timeout = ?self.config.shutdown.drain_timeout,
+            "shutting down: no new connections; draining in-flight requests"
+        );
         let _ = stop_tx.send(true);
         while tasks.join_next().await.is_some() {}
-        let _ = admin_task.await;
         let _ = reload_task.await;
+        let _ = admin_stop_tx.send(true);
+        let _ = admin_task.await;
         if let Some(access_log) = &self.access_log {
             access_log.flush();
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kmsgate::cli::{Cli, Command, RunArgs};
 use kmsgate::config::Config;
-use kmsgate::gateway::{Gateway, shutdown_signal};
+use kmsgate::gateway::{Gateway, Signals, shutdown_signal};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -58,12 +58,14 @@ fn run(args: RunArgs) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
+        // The first SIGTERM/SIGINT starts the drain, a second one skips its grace period.
+        let signals = Signals::listen();
         match Gateway::bind(config).await {
             Ok(mut gateway) => {
                 if let Some(path) = args.config.clone() {
                     gateway.watch_config(path);
                 }
-                gateway.run(shutdown_signal()).await;
+                gateway.run_with(signals.nth(1), signals.nth(2)).await;
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -222,15 +222,15 @@ fn health_probes_the_admin_listener() {
     assert_eq!(health(&["--timeout", "1s"]).status.code(), Some(1));
 }
 
-/// SIGTERM while a slow request is in flight: the request completes, then the process exits 0.
+/// SIGTERM: `/readyz` turns 503 and new requests are still served (the grace period); a second
+/// SIGTERM ends the grace period, the slow request in flight completes, the process exits 0.
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let upstream = Recorder::start().await;
-    upstream.delay(Duration::from_millis(1500));
     let path = temp_config(
         "drain.toml",
         &format!(
-            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\n[shutdown]\ndrain_timeout = \"10s\"\n",
+            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[upstream]\nurl = \"{}\"\n[shutdown]\ngrace_period = \"60s\"\ndrain_timeout = \"10s\"\n",
             upstream.url()
         ),
     );
@@ -251,30 +251,57 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
             let _ = tx.send(line);
         }
     });
-    let public = loop {
+    let addr = |line: &str, key: &str| -> std::net::SocketAddr {
+        let rest = line.split(key).nth(1).unwrap();
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (public, admin) = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(20))
             .expect("the gateway logs its addresses");
-        if let Some(rest) = line.split("public=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse::<std::net::SocketAddr>()
-                .unwrap();
+        if line.contains("public=") {
+            break (addr(&line, "public="), addr(&line, "admin="));
         }
     };
+    let readyz = || async {
+        TestRequest::new(admin, "GET", "/readyz")
+            .send()
+            .await
+            .status
+    };
+    assert_eq!(readyz().await, 200);
+    let kill = |pid: u32| {
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    kill(child.0.id());
+    // The grace period: unready, and a new connection is still served.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while readyz().await != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never turned 503"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let res = TestRequest::new(public, "GET", "/api/v2/keys").send().await;
+    assert_eq!(
+        res.status,
+        200,
+        "served during the grace period: {}",
+        res.text()
+    );
+    // A slow request in flight when the second SIGTERM ends the grace period.
+    upstream.delay(Duration::from_millis(1500));
     let in_flight = tokio::spawn(TestRequest::new(public, "GET", "/api/v2/keys").send());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(upstream.count(), 1, "the slow request reached the upstream");
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert_eq!(upstream.count(), 2, "the slow request reached the upstream");
+    kill(child.0.id());
     let res = in_flight.await.unwrap();
     assert_eq!(
         res.status,
@@ -297,13 +324,13 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
             access.push(line);
         }
     }
-    assert_eq!(access.len(), 1, "{access:?}");
+    assert_eq!(access.len(), 2, "{access:?}");
     assert!(
-        access[0].contains("method=GET")
-            && access[0].contains("status=200")
-            && access[0].contains(&format!("correlation_id={correlation_id}")),
+        access[1].contains("method=GET")
+            && access[1].contains("status=200")
+            && access[1].contains(&format!("correlation_id={correlation_id}")),
         "{}",
-        access[0]
+        access[1]
     );
 }
 

@@ -163,6 +163,7 @@ private = "127.0.0.1:0"
 admin = "127.0.0.1:0"
 
 [shutdown]
+grace_period = "0s"
 drain_timeout = "5s"
 "#;
 
@@ -170,6 +171,7 @@ drain_timeout = "5s"
 pub struct TestGateway {
     pub addrs: Addrs,
     stop: Option<oneshot::Sender<()>>,
+    skip_grace: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -207,14 +209,42 @@ impl TestGateway {
     fn run(gateway: Gateway) -> TestGateway {
         let addrs = gateway.addrs();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(gateway.run(async move {
-            let _ = stopped.await;
-        }));
+        let (skip_grace, skipped) = oneshot::channel::<()>();
+        let task = tokio::spawn(gateway.run_with(
+            async move {
+                let _ = stopped.await;
+            },
+            async move {
+                if skipped.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            },
+        ));
         TestGateway {
             addrs,
             stop: Some(stop),
+            skip_grace: Some(skip_grace),
             task: Some(task),
         }
+    }
+
+    /// Starts the gateway's shutdown (as the first SIGTERM does) without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Ends the grace period early (as a second SIGTERM does).
+    pub fn skip_grace(&mut self) {
+        if let Some(skip) = self.skip_grace.take() {
+            let _ = skip.send(());
+        }
+    }
+
+    /// True once the gateway's run future has completed.
+    pub fn is_finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|task| task.is_finished())
     }
 
     /// Starts the gateway's drain and waits until it has finished.
