@@ -126,28 +126,25 @@ fn no_content() -> Response<Body> {
 }
 
 impl Mirror {
-    /// Applies the update the backend accepted with `response`: through the shared store (a
-    /// write to await), or to the file and the snapshot at once.
-    fn apply(self, response: Response<Body>) -> Result<Response<Body>, StoreWrite> {
+    /// Applies the update the backend accepted with `response`: through the shared store, or
+    /// to the file and the snapshot on the blocking pool; the backend's answer goes back once
+    /// the write is done.
+    fn apply(self, response: Response<Body>) -> StoreWrite {
         if let Some(backend) = self.source.backend() {
             let write = backend.write(&self.instance, self.policies, &self.subject);
-            return Err(store_write(write, self.instance, response, true));
+            return store_write(write, self.instance, response, true);
         }
-        self.apply_file();
-        Ok(response)
-    }
-
-    fn apply_file(self) {
-        if let Err(e) = self
-            .source
-            .apply(&self.instance, self.policies, &self.subject, true)
-        {
-            tracing::error!(
-                instance = %self.instance,
-                error = %e,
-                "mirror: the backend accepted a policy update the gateway could not persist"
-            );
-        }
+        let write = file_write(
+            self.source,
+            self.instance,
+            self.policies,
+            self.subject,
+            true,
+        );
+        Box::pin(async move {
+            write.await;
+            response
+        })
     }
 }
 
@@ -179,10 +176,7 @@ where
             let result = ready!(this.inner.as_mut().poll(cx));
             match (result, this.mirror.take()) {
                 (Ok(response), Some(mirror)) if response.status().is_success() => {
-                    match mirror.apply(response) {
-                        Ok(response) => return Poll::Ready(Ok(response)),
-                        Err(write) => *this.write = Some(write),
-                    }
+                    *this.write = Some(mirror.apply(response));
                 }
                 (result, _) => return Poll::Ready(result),
             }
@@ -226,20 +220,59 @@ pub fn own_get(req: &Request<Body>) -> Result<Response<Body>, Rejection> {
     Ok(document_response(&records, only))
 }
 
-/// `PUT /api/v2/instance/policies[?policy=]` applied and persisted by the gateway (own mode).
-fn own_put(source: &PolicySource, req: &Request<Body>) -> Result<Response<Body>, Rejection> {
+/// `PUT /api/v2/instance/policies[?policy=]` applied and persisted by the gateway (own mode):
+/// 204 once the file is written (on the blocking pool).
+fn own_put<F>(
+    source: &Arc<PolicySource>,
+    req: &Request<Body>,
+) -> Result<PolicyApiFuture<F>, Rejection> {
+    let (instance, policies) = update(req, Operation::INSTANCE_POLICY_CREATE)?;
+    let write = file_write(source.clone(), instance, policies, subject(req), false);
+    Ok(PolicyApiFuture {
+        // Never polled: the write answers.
+        inner: ResponseFuture::response(no_content()),
+        mirror: None,
+        write: Some(write),
+    })
+}
+
+/// Applies a policy update to `policies.dir` and the snapshot on the blocking pool (the file is
+/// written, `fsync`ed and renamed, and its directory `fsync`ed: no runtime worker waits on the
+/// disk). Resolves to 204; in own mode a failure is the client's answer, in mirror mode
+/// (`mirrored`: the backend has already accepted the update) it is logged and the update is
+/// still enforced in memory until the next reload.
+fn file_write(
+    source: Arc<PolicySource>,
+    instance: String,
+    policies: Vec<Policy>,
+    subject: String,
+    mirrored: bool,
+) -> StoreWrite {
     let operation = Operation::INSTANCE_POLICY_CREATE;
-    let (instance, policies) = update(req, operation)?;
-    match source.apply(&instance, policies, &subject(req), false) {
-        Ok(()) => Ok(no_content()),
-        Err(ApplyError::BadInstance) => {
-            Err(Rejection::new(Reason::Unauthorized).operation(operation))
+    Box::pin(async move {
+        let id = instance.clone();
+        let applied =
+            tokio::task::spawn_blocking(move || source.apply(&id, policies, &subject, mirrored))
+                .await;
+        let error = match applied {
+            Ok(Ok(())) => return no_content(),
+            Ok(Err(ApplyError::BadInstance)) if !mirrored => {
+                return Rejection::new(Reason::Unauthorized)
+                    .operation(operation)
+                    .into_response();
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(join) => join.to_string(),
+        };
+        if mirrored {
+            tracing::error!(instance = %instance, error = %error, "mirror: the backend accepted a policy update the gateway could not persist");
+            return no_content();
         }
-        Err(e) => {
-            tracing::error!(instance = %instance, error = %e, "own: policy update not persisted");
-            Err(Rejection::new(Reason::GatewayInternal).operation(operation))
-        }
-    }
+        tracing::error!(instance = %instance, error = %error, "own: policy update not persisted");
+        Rejection::new(Reason::GatewayInternal)
+            .operation(operation)
+            .into_response()
+    })
 }
 
 /// `PUT /api/v2/instance/policies` written through the shared store (own mode): 204 once it
@@ -290,7 +323,9 @@ where
             (PolicyApiMode::Own, Some(Route::InstancePoliciesPut)) => match self.source.backend() {
                 Some(backend) => own_put_shared(backend.as_ref(), &req)
                     .unwrap_or_else(|rejection| answered(Err(rejection))),
-                None => answered(own_put(&self.source, &req)),
+                None => {
+                    own_put(&self.source, &req).unwrap_or_else(|rejection| answered(Err(rejection)))
+                }
             },
             (PolicyApiMode::Mirror, Some(Route::InstancePoliciesPut)) => {
                 match update(&req, Operation::INSTANCE_POLICY_CREATE) {
