@@ -16,6 +16,8 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+// No `unwrap()` on anything a request or config can make fail: outside tests it is refused.
+#![deny(clippy::unwrap_used)]
 
 pub mod access_log;
 pub mod admin;

@@ -34,6 +34,10 @@ impl Captured {
     fn wait_for_lines(&self, n: usize) -> usize {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.lines() < n && Instant::now() < deadline {
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "a plain test thread waits for the writer thread"
+            )]
             std::thread::sleep(Duration::from_millis(5));
         }
         self.lines()
