@@ -155,7 +155,10 @@ impl Gateway {
     pub fn prepare(config: Config) -> Result<Prepared, ConfigError> {
         let metrics = Metrics::new();
         let upstream = if config.upstream.is_embedded() {
-            Upstream::embedded(DevKms::new(), metrics.clone())
+            Upstream::embedded(
+                DevKms::with_config(&config.upstream.dev_kms),
+                metrics.clone(),
+            )
         } else {
             Upstream::new(&config.upstream, metrics.clone())?
         };

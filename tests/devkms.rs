@@ -25,9 +25,14 @@ impl Kp {
     }
 
     fn req(&self, method: &str, path: &str) -> TestRequest {
+        self.req_as(TOKEN, method, path)
+    }
+
+    /// A request with another bearer token (another user).
+    fn req_as(&self, token: &str, method: &str, path: &str) -> TestRequest {
         self.gw
             .request(method, path)
-            .header("authorization", TOKEN)
+            .header("authorization", token)
             .header("bluemix-instance", self.instance)
     }
 
@@ -127,7 +132,7 @@ async fn create_wrap_unwrap_returns_the_dek() {
     assert_eq!(key["extractable"], false);
     assert_eq!(key["imported"], false);
     assert_eq!(key["deleted"], false);
-    assert_eq!(key["createdBy"], "devkms");
+    assert_eq!(key["createdBy"], "dev"); // the token's `sub`
     assert_eq!(key["algorithmType"], "AES");
     assert_eq!(
         key["crn"],
@@ -597,8 +602,20 @@ async fn put_then_get_instance_policies_returns_what_was_put() {
     assert_eq!(other["resources"], json!([]));
 }
 
+/// A JWT-shaped token for `sub` (the gateway of `Kp::start` does not verify tokens; the dev
+/// KMS then reads the caller from the token's `sub`).
+fn token_for(sub: &str) -> String {
+    use base64::Engine;
+    let enc = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "Bearer {}.{}.c2ln",
+        enc(json!({"alg": "RS256", "typ": "JWT"})),
+        enc(json!({"sub": sub}))
+    )
+}
+
 #[tokio::test]
-async fn dual_auth_delete_needs_a_prior_authorization() {
+async fn dual_auth_delete_needs_a_prior_authorization_by_another_user() {
     let kp = Kp::start().await;
     let res = kp
         .req("PUT", "/api/v2/instance/policies?policy=dualAuthDelete")
@@ -612,27 +629,309 @@ async fn dual_auth_delete_needs_a_prior_authorization() {
     let key = kp.create("guarded", false).await;
     assert_eq!(key["dualAuthDelete"]["enabled"], true);
     let id = key["id"].as_str().unwrap();
+    let not_met = "Conflict: 1 prior authorization(s) are required for deletion: Key could not be deleted. Please see `reasons` for more details.";
 
     let res = kp.req("DELETE", &format!("/api/v2/keys/{id}")).send().await;
-    assert_kms_error(
-        &res,
-        409,
-        "AUTHORIZATIONS_NOT_MET",
-        "Conflict: 1 prior authorization(s) are required for deletion: Key could not be deleted. Please see `reasons` for more details.",
-    );
+    assert_kms_error(&res, 409, "AUTHORIZATIONS_NOT_MET", not_met);
     assert_eq!(
         kp.action(id, "setKeyForDeletion", Style::Path, None)
             .await
             .status,
         204
     );
+    // The same user cannot complete the deletion it authorized.
+    let res = kp.req("DELETE", &format!("/api/v2/keys/{id}")).send().await;
+    assert_kms_error(&res, 409, "AUTHORIZATIONS_NOT_MET", not_met);
+    // Another user can.
     let res = kp
-        .req("DELETE", &format!("/api/v2/keys/{id}"))
+        .req_as(
+            &token_for("second-user"),
+            "DELETE",
+            &format!("/api/v2/keys/{id}"),
+        )
         .header("prefer", "return=representation")
         .send()
         .await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.json()["resources"][0]["deleted"], true);
+    assert_eq!(res.json()["resources"][0]["deletedBy"], "second-user");
+}
+
+/// Through a gateway that verifies tokens and owns the instance policies (the quickstart's
+/// setup): the dev KMS learns the caller from the verified identity, and the instance's
+/// dualAuthDelete from the gateway's policy.
+#[tokio::test]
+async fn dual_auth_across_two_verified_subjects() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("devkms-dual-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let toml = format!(
+        "[upstream]\nurl = \"embedded\"\n\
+         [auth]\nenabled = true\nalgorithms = [\"HS256\"]\n\
+         [[auth.hmac_keys]]\nkid = \"dev\"\nsecret = \"devkms-dual-auth-test-secret\"\ndev = true\n\
+         [policies]\napi = \"own\"\ndir = \"{}\"\n",
+        dir.display()
+    );
+    let toml = toml.as_str();
+    let config = kmsgate::config::Config::from_toml(&[toml]).unwrap();
+    let mint = |sub: &str| {
+        let token = kmsgate::auth::devtoken::mint(
+            &config.auth,
+            sub,
+            std::time::Duration::from_secs(600),
+            false,
+        )
+        .unwrap();
+        format!("Bearer {token}")
+    };
+    let (alice, bob) = (mint("alice"), mint("bob"));
+    let gw = TestGateway::start(toml).await;
+    let req = |method: &str, path: &str, token: &str| {
+        gw.request(method, path)
+            .header("authorization", token)
+            .header("bluemix-instance", INSTANCE)
+    };
+    let res = req(
+        "PUT",
+        "/api/v2/instance/policies?policy=dualAuthDelete",
+        &alice,
+    )
+    .json(&json!({
+        "metadata": {"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 1},
+        "resources": [{"policy_type": "dualAuthDelete", "policy_data": {"enabled": true}}]
+    }))
+    .send()
+    .await;
+    assert_eq!(res.status, 204, "{}", res.text());
+    let create = |name: &str| {
+        req("POST", "/api/v2/keys", &alice).json(&key_body(json!({
+            "type": "application/vnd.ibm.kms.key+json", "name": name, "extractable": false
+        })))
+    };
+    let res = create("guarded").send().await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let key = res.json()["resources"][0].clone();
+    assert_eq!(key["dualAuthDelete"]["enabled"], true);
+    assert_eq!(key["createdBy"], "alice");
+    let id = key["id"].as_str().unwrap();
+    let delete = format!("/api/v2/keys/{id}");
+    let set = format!("/api/v2/keys/{id}/actions/setKeyForDeletion");
+    let not_met = "Conflict: 1 prior authorization(s) are required for deletion: Key could not be deleted. Please see `reasons` for more details.";
+
+    assert_eq!(req("POST", &set, &alice).send().await.status, 204);
+    let res = req("DELETE", &delete, &alice).send().await;
+    assert_kms_error(&res, 409, "AUTHORIZATIONS_NOT_MET", not_met);
+    let res = req("DELETE", &delete, &bob).send().await;
+    assert_eq!(res.status, 204, "{}", res.text());
+
+    // The policy off: keys created now delete directly, and refuse setKeyForDeletion.
+    let res = req(
+        "PUT",
+        "/api/v2/instance/policies?policy=dualAuthDelete",
+        &alice,
+    )
+    .json(&json!({
+        "metadata": {"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 1},
+        "resources": [{"policy_type": "dualAuthDelete", "policy_data": {"enabled": false}}]
+    }))
+    .send()
+    .await;
+    assert_eq!(res.status, 204);
+    let res = create("plain").send().await;
+    let plain = res.json()["resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = req(
+        "POST",
+        &format!("/api/v2/keys/{plain}/actions/setKeyForDeletion"),
+        &alice,
+    )
+    .send()
+    .await;
+    assert_kms_error(
+        &res,
+        409,
+        "NOT_DUAL_AUTH_ERR",
+        "Conflict: Action could not be performed on key. Please see `reasons` for more details.",
+    );
+    assert_eq!(
+        res.json()["resources"][0]["reasons"][0]["message"],
+        "The key is not dual auth enabled and cannot be set for deletion"
+    );
+    let res = req("DELETE", &format!("/api/v2/keys/{plain}"), &alice)
+        .send()
+        .await;
+    assert_eq!(res.status, 204);
+}
+
+#[tokio::test]
+async fn one_rotation_an_hour_unless_configured_shorter() {
+    let kp = Kp::start().await;
+    let id = kp.create_root().await;
+    assert_eq!(
+        kp.action(&id, "rotate", Style::Path, None).await.status,
+        204
+    );
+    let res = kp.action(&id, "rotate", Style::Query, None).await;
+    assert_kms_error(
+        &res,
+        409,
+        "KEY_ROTATION_NOT_PERMITTED",
+        "Conflict: Action could not be performed on key: Please see `reasons` for more details (KEY_ROTATION_NOT_PERMITTED)",
+    );
+    assert_eq!(
+        res.json()["resources"][0]["reasons"][0]["message"],
+        "This root key has been rotated within the last hour: Only one 'rotate' action per hour is permitted"
+    );
+
+    let quick = Kp {
+        gw: TestGateway::start(
+            "[upstream]\nurl = \"embedded\"\n[upstream.dev_kms]\nrotation_interval = \"0s\"\npurge_wait = \"0s\"\n",
+        )
+        .await,
+        instance: INSTANCE,
+    };
+    let id = quick.create_root().await;
+    for _ in 0..3 {
+        assert_eq!(
+            quick.action(&id, "rotate", Style::Path, None).await.status,
+            204
+        );
+    }
+    // purge_wait = 0s: a deleted key is purged at once, and then is gone.
+    assert_eq!(
+        quick
+            .req("DELETE", &format!("/api/v2/keys/{id}"))
+            .send()
+            .await
+            .status,
+        204
+    );
+    let res = quick
+        .req("DELETE", &format!("/api/v2/keys/{id}/purge"))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = quick.req("GET", &format!("/api/v2/keys/{id}")).send().await;
+    assert_eq!(res.status, 404);
+}
+
+#[tokio::test]
+async fn purge_only_four_hours_after_deletion() {
+    let kp = Kp::start().await;
+    let id = kp.create_root().await;
+    let res = kp
+        .req("DELETE", &format!("/api/v2/keys/{id}/purge"))
+        .send()
+        .await;
+    assert_kms_error(
+        &res,
+        409,
+        "KEY_ACTION_INVALID_STATE_ERR",
+        "Conflict: Key is not in destroyed state: Key could not be purged. Please see 'reasons' for more details.",
+    );
+    assert_eq!(
+        kp.req("DELETE", &format!("/api/v2/keys/{id}"))
+            .send()
+            .await
+            .status,
+        204
+    );
+    let res = kp
+        .req("DELETE", &format!("/api/v2/keys/{id}/purge"))
+        .send()
+        .await;
+    assert_kms_error(
+        &res,
+        409,
+        "REQ_TOO_EARLY_ERR",
+        "Conflict: Key could not be purged: Please see 'reasons' for more details (REQ_TOO_EARLY_ERR)",
+    );
+}
+
+#[tokio::test]
+async fn key_policies_aliases_rings_and_registrations() {
+    let kp = Kp::start().await;
+    let id = kp.create_root().await;
+    // Key policies.
+    let res = kp
+        .req("PUT", &format!("/api/v2/keys/{id}/policies?policy=rotation"))
+        .json(&json!({
+            "metadata": {"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 1},
+            "resources": [{"type": "application/vnd.ibm.kms.policy+json",
+                           "rotation": {"enabled": true, "interval_month": 2}}]
+        }))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = kp
+        .req("GET", &format!("/api/v2/keys/{id}/policies"))
+        .send()
+        .await;
+    assert_eq!(
+        res.json()["resources"][0]["rotation"],
+        json!({"enabled": true, "interval_month": 2})
+    );
+    // Aliases: the key answers to its alias.
+    let res = kp
+        .req("POST", &format!("/api/v2/keys/{id}/aliases/billing-root"))
+        .send()
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let res = kp
+        .req("GET", "/api/v2/keys/billing-root/metadata")
+        .send()
+        .await;
+    assert_eq!(res.json()["resources"][0]["id"], id.as_str());
+    let res = kp
+        .req("DELETE", &format!("/api/v2/keys/{id}/aliases/billing-root"))
+        .send()
+        .await;
+    assert_eq!(res.status, 204);
+    // Key rings, X-Kms-Key-Ring and the move by PATCH.
+    assert_eq!(
+        kp.req("POST", "/api/v2/key_rings/ring-b")
+            .send()
+            .await
+            .status,
+        201
+    );
+    let res = kp
+        .req("PATCH", &format!("/api/v2/keys/{id}"))
+        .json(&json!({"keyRingID": "ring-b"}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["resources"][0]["keyRingID"], "ring-b");
+    let res = kp
+        .req("GET", "/api/v2/keys")
+        .header("x-kms-key-ring", "ring-b")
+        .send()
+        .await;
+    assert_eq!(res.json()["resources"][0]["id"], id.as_str());
+    assert_eq!(res.json()["metadata"]["collectionTotal"], 1);
+    let res = kp.req("GET", "/api/v2/key_rings").send().await;
+    let rings: Vec<String> = res.json()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rings, ["default", "ring-b"]);
+    // Registrations: none.
+    let res = kp.req("GET", "/api/v2/keys/registrations").send().await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()["resources"], json!([]));
+    // KMIP: refused as Key Protect refuses a feature the instance does not have.
+    let res = kp.req("GET", "/api/v2/kmip_adapters").send().await;
+    assert_kms_error(
+        &res,
+        403,
+        "FEATURE_RESTRICTED_ERR",
+        "Forbidden: Request could not be processed. Please see `reasons` for more details.",
+    );
 }
 
 #[tokio::test]
@@ -896,8 +1195,8 @@ async fn the_dev_kms_serves_on_its_own() {
         res.json()["resources"][0]["errorMsg"],
         "Unauthorized: The user does not have access to the specified resource"
     );
-    // Routes the dev KMS does not implement say so.
-    let res = req("GET", "/api/v2/key_rings").send().await;
+    // KMIP is refused as Key Protect refuses a feature the instance does not have.
+    let res = req("GET", "/api/v2/kmip_adapters").send().await;
     assert_kms_error(
         &res,
         403,

@@ -8,6 +8,7 @@
 //!
 //! `config/kmsgate.example.toml` documents every key with its default.
 
+pub mod dev_kms;
 pub mod network;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use dev_kms::DevKmsConfig;
 pub use network::{ClientIpConfig, ForwardedHeader, ListenerName, NetworkConfig};
 
 pub use crate::settings::{ConfigError, Secret, duration};
@@ -130,6 +132,8 @@ pub struct UpstreamConfig {
     pub max_connections: usize,
     /// PEM CA bundle for an `https://` upstream; the system roots when absent.
     pub ca_file: Option<PathBuf>,
+    /// `[upstream.dev_kms]`: the embedded dev KMS's waiting rules (with `url = "embedded"`).
+    pub dev_kms: DevKmsConfig,
 }
 
 impl Default for UpstreamConfig {
@@ -142,6 +146,7 @@ impl Default for UpstreamConfig {
             pool_max_idle: 256,
             max_connections: 64,
             ca_file: None,
+            dev_kms: DevKmsConfig::default(),
         }
     }
 }

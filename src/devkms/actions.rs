@@ -73,11 +73,13 @@ pub(crate) fn perform(
             key.updated = now();
             Ok(no_content())
         }
+        // The authorization names its subject: only another subject may then delete.
         Route::KeySetForDeletion | Route::KeyUnsetForDeletion => {
             if !key.dual_auth_delete {
                 return Err(call.reject(Reason::NotDualAuth));
             }
-            key.deletion_authorized = route == Route::KeySetForDeletion;
+            key.deletion_authorized_by =
+                (route == Route::KeySetForDeletion).then(|| call.subject.to_owned());
             Ok(no_content())
         }
         // sync: the dev KMS has no associated resources to notify.
@@ -155,7 +157,15 @@ fn unwrap(
 }
 
 /// rotate: a new version with generated material, or with `payload` for an imported key.
+/// At most one rotation per `rotation_interval` (Key Protect: an hour); the first rotation of a
+/// key is never too early.
 fn rotate(key: &mut Key, call: &Call<'_>, body: ActionBody) -> Result<Response<Body>, Rejection> {
+    if key
+        .last_rotated_at
+        .is_some_and(|at| at.elapsed() < call.rules.rotation_interval)
+    {
+        return Err(call.reject(Reason::KeyRotationNotPermitted));
+    }
     keys::refuse_secure_import(call, body.encrypted_nonce.as_deref(), body.iv.as_deref())?;
     let material = match (&body.payload, key.imported) {
         (Some(payload), true) => keys::material(call, "payload", payload, true)?,

@@ -6,6 +6,7 @@ use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::model::Rules;
 use super::query::Query;
 use crate::body::Body;
 use crate::collection::Collection;
@@ -17,12 +18,22 @@ pub(crate) struct Call<'a> {
     /// The operation.
     pub(crate) route: Route,
     pub(super) method: &'a Method,
+    /// The path (as the route was classified from).
+    pub(super) path: &'a str,
     /// The key id or alias in the path, for key routes.
     pub(crate) key_id: Option<&'a str>,
     /// The query, percent-decoded.
     pub(super) query: Query,
     pub(super) headers: &'a HeaderMap,
     pub(super) body: Bytes,
+    /// Who is calling: the subject of the identity the gateway verified, else the `sub` of
+    /// the bearer token (the dev KMS served alone verifies nothing), else [`super::model::ACTOR`].
+    pub(crate) subject: &'a str,
+    /// The instance's dualAuthDelete as the gateway enforces it (`policies.api = "own"`: the
+    /// policy PUT never reaches the dev KMS), when the gateway put its policy in the request.
+    pub(crate) gateway_dual_auth: Option<bool>,
+    /// The waiting rules.
+    pub(crate) rules: Rules,
 }
 
 /// What `Prefer: return=…` asked for.
@@ -67,9 +78,29 @@ impl Call<'_> {
         self.query.get(name)
     }
 
+    /// The `n`th segment of the path after `/api/v2/` (0: `keys`, 1: the key id, …),
+    /// percent-decoded.
+    pub(crate) fn segment(&self, n: usize) -> Option<String> {
+        let rest = self.path.strip_prefix("/api/v2/")?;
+        let segment = rest.split('/').nth(n)?;
+        if segment.contains('+') {
+            // `+` is a space only in a query.
+            return Some(segment.to_owned());
+        }
+        super::query::unescape(segment)
+    }
+
     /// A request header as text.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name)?.to_str().ok()
+    }
+
+    /// The key ring `X-Kms-Key-Ring` names, if any: keys are created in it, and only its keys
+    /// are found and listed.
+    pub(crate) fn key_ring(&self) -> Option<&str> {
+        self.header("x-kms-key-ring")
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
     }
 
     /// `Prefer: return=…`, or `default` when the request does not say.

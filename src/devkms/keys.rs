@@ -8,17 +8,19 @@ use serde::{Deserialize, Serialize};
 use super::call::{Call, KEY_COLLECTION, Prefer, collection, no_content};
 use super::crypto::{self, Secret};
 use super::model::*;
-use super::store::{Instance, now};
+use super::store::{DEFAULT_RING, Instance, now};
 use crate::body::Body;
 use crate::reason::{Reason, Rejection};
 
-/// The key a key route names: 404 `KEY_NOT_FOUND_ERR` when there is none.
+/// The key a key route names (by id or alias, in the key ring `X-Kms-Key-Ring` names if it
+/// names one): 404 `KEY_NOT_FOUND_ERR` when there is none.
 pub(crate) fn named<'i>(
     instance: &'i mut Instance,
     call: &Call<'_>,
 ) -> Result<&'i mut Key, Rejection> {
     call.key_id
         .and_then(|id| instance.key_mut(id))
+        .filter(|key| call.key_ring().is_none_or(|ring| key.key_ring == ring))
         .ok_or_else(|| call.reject(Reason::KeyNotFound))
 }
 
@@ -123,9 +125,19 @@ pub(crate) fn create(
             &format!("aliases not used by another key ({alias} is)"),
         ));
     }
+    let key_ring = call.key_ring().unwrap_or(DEFAULT_RING);
+    if instance.key_ring(key_ring).is_none() {
+        return Err(call
+            .reject(Reason::KeyNotFound)
+            .message(format!("key ring {key_ring} does not exist")));
+    }
+    // The instance's dualAuthDelete: the gateway's when it owns the policies, else the one
+    // put to the dev KMS.
     let dual_auth_delete = match new.dual_auth_delete {
         Some(flag) => flag.enabled,
-        None => instance.policies.dual_auth_delete(),
+        None => call
+            .gateway_dual_auth
+            .unwrap_or_else(|| instance.policies.dual_auth_delete()),
     };
     let id = crypto::uuid_v4();
     let created = now();
@@ -144,16 +156,22 @@ pub(crate) fn create(
         extractable,
         imported,
         state: State::Active,
-        key_ring: call
-            .header("x-kms-key-ring")
-            .unwrap_or("default")
-            .to_owned(),
+        key_ring: key_ring.to_owned(),
         updated: created.clone(),
         created,
+        created_by: call.subject.to_owned(),
         last_rotated: None,
+        last_rotated_at: None,
         deletion_date: None,
+        deleted_at: None,
+        deleted_by: None,
         dual_auth_delete,
-        deletion_authorized: false,
+        deletion_authorized_by: None,
+        policies: KeyPolicies {
+            rotation: None,
+            dual_auth_delete: dual_auth_delete.then(|| Stamp::new(call.subject)),
+        },
+        purged: false,
     };
     let key = instance.insert_key(key);
     Ok(respond(
@@ -202,13 +220,19 @@ pub(crate) fn versions(
 }
 
 /// `DELETE /api/v2/keys/{id}`: 204, or 200 + the key with `Prefer: return=representation`.
-/// A dual-auth key needs a prior `setKeyForDeletion`.
+/// A dual-auth key needs a prior `setKeyForDeletion` by another subject than the deleter's:
+/// with none, or with only the deleter's own, 409 `AUTHORIZATIONS_NOT_MET`.
 pub(crate) fn delete(
     instance: &mut Instance,
     call: &Call<'_>,
 ) -> Result<Response<Body>, Rejection> {
     let key = live(instance, call)?;
-    if key.dual_auth_delete && !key.deletion_authorized {
+    if key.dual_auth_delete
+        && key
+            .deletion_authorized_by
+            .as_deref()
+            .is_none_or(|by| by == call.subject)
+    {
         return Err(call
             .reject(Reason::AuthorizationsNotMet)
             .context("1 prior authorization(s) are required for deletion"));
@@ -216,9 +240,39 @@ pub(crate) fn delete(
     let date = now();
     key.state = State::Destroyed;
     key.deletion_date = Some(date.clone());
+    key.deleted_at = Some(std::time::Instant::now());
+    key.deleted_by = Some(call.subject.to_owned());
     key.updated = date;
-    key.deletion_authorized = false;
+    key.deletion_authorized_by = None;
     Ok(match call.prefer(Prefer::Minimal) {
+        Prefer::Minimal => no_content(),
+        Prefer::Representation => {
+            respond(key, View::Metadata, Prefer::Representation, StatusCode::OK)
+        }
+    })
+}
+
+/// `DELETE /api/v2/keys/{id}/purge`: removes a deleted key for good, once `purge_wait` (Key
+/// Protect: four hours) has passed since its deletion (409 `REQ_TOO_EARLY_ERR` before; 409
+/// `KEY_ACTION_INVALID_STATE_ERR` for a key that is not deleted). 200 + the key, or 204 with
+/// `Prefer: return=minimal`; afterwards the key is not found.
+pub(crate) fn purge(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
+    let key = named(instance, call)?;
+    let Some(deleted_at) = key.deleted_at.filter(|_| key.is_deleted()) else {
+        return Err(call
+            .reject(Reason::KeyActionInvalidState)
+            .context("Key is not in destroyed state"));
+    };
+    let wait = call.rules.purge_wait;
+    if deleted_at.elapsed() < wait {
+        let wait = humantime::format_duration(std::time::Duration::from_secs(wait.as_secs()));
+        return Err(call
+            .reject(Reason::ReqTooEarly)
+            .detail(format!("a key can be purged {wait} after its deletion")));
+    }
+    key.purged = true;
+    key.aliases.clear();
+    Ok(match call.prefer(Prefer::Representation) {
         Prefer::Minimal => no_content(),
         Prefer::Representation => {
             respond(key, View::Metadata, Prefer::Representation, StatusCode::OK)
@@ -277,6 +331,8 @@ pub(crate) fn restore(
     let date = now();
     key.state = State::Active;
     key.deletion_date = None;
+    key.deleted_at = None;
+    key.deleted_by = None;
     key.updated = date;
     Ok(respond(
         key,

@@ -430,8 +430,8 @@ pub(crate) fn keys(instance: &mut Instance, call: &Call<'_>) -> Result<Response<
     let query = ListQuery::parse(call)?;
     let mut matching: Vec<&Key> = instance
         .keys()
-        .iter()
         .filter(|k| query.matches(k))
+        .filter(|k| call.key_ring().is_none_or(|ring| k.key_ring == ring))
         .collect();
     if *call.method == Method::HEAD {
         let mut response = Response::new(Body::empty());

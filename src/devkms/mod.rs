@@ -16,6 +16,13 @@
 //! | `GET`/`PUT /api/v2/instance/policies[?policy=]` | the stored policies; 204 on PUT |
 //! | `GET /api/v2/instance/allowed_ip_port` | the private port while allowedIP is enabled |
 //! | `POST`/`GET /api/v2/import_token` | a minimal import token |
+//! | `GET`/`PUT /api/v2/keys/{id}/policies[?policy=]` | the key's rotation and dualAuthDelete policies (`key_policies.rs`) |
+//! | `POST`/`DELETE /api/v2/keys/{id}/aliases/{alias}` | 201 / 204; a key is found by its aliases wherever an id is taken |
+//! | `GET /api/v2/key_rings`, `POST`/`DELETE /api/v2/key_rings/{id}` | key rings (`default` always there); `X-Kms-Key-Ring` scopes key calls |
+//! | `PATCH /api/v2/keys/{id}` | moves the key to the ring `keyRingID` names |
+//! | `DELETE /api/v2/keys/{id}/purge` | a deleted key, once `purge_wait` (4 h) has passed since its deletion |
+//! | `GET /api/v2/keys[/{id}]/registrations` | none (200, empty); writes are 403 `SERVICE_ONLY_ERR` |
+//! | `/api/v2/kmip_adapters/...` | 403 `FEATURE_RESTRICTED_ERR` with Key Protect's message |
 //!
 //! Anything else gets 403 `FEATURE_RESTRICTED_ERR` ("not implemented by the dev KMS").
 //!
@@ -23,17 +30,29 @@
 //! space, the first of repeated parameters; a pair that does not decode is 400
 //! `INVALID_QUERY_PARAM_ERR` naming it.
 //!
+//! Who calls: the subject of the [`Identity`] the gateway's bearer layer verified and put in
+//! the request extensions, or, without one (`kmsgate dev-kms`, `auth.enabled = false`), the
+//! unverified `sub` of the bearer token. It is recorded as `createdBy`/`deletedBy`, and dual
+//! authorization needs two: a key with dualAuthDelete is deleted only after a
+//! `setKeyForDeletion` by another subject than the deleter (409 `AUTHORIZATIONS_NOT_MET`).
+//! The instance's dualAuthDelete is the gateway's ([`ActivePolicy`] in the extensions) when
+//! the gateway owns the policies, else the one put to the dev KMS.
+//!
 //! Wrap and unwrap are real AES-GCM (aws-lc-rs, see `crypto`); rotation adds a key version and
-//! unwrapping an older version's ciphertext also returns it rewrapped with the newest. Errors
-//! are Key Protect's reason codes, rendered by [`Rejection::into_backend_response`]. The dev KMS
-//! does not verify tokens (the gateway does), does not enforce instance policies (the gateway
-//! does), allows any number of rotations per hour, and does not support secure import with an
-//! import token.
+//! unwrapping an older version's ciphertext also returns it rewrapped with the newest. A root
+//! key is rotated at most once per `rotation_interval` (409 `KEY_ROTATION_NOT_PERMITTED`;
+//! `[upstream.dev_kms]`, one hour by default). Errors are Key Protect's reason codes, rendered
+//! by [`Rejection::into_backend_response`]. The dev KMS does not verify tokens (the gateway
+//! does), does not enforce instance policies (the gateway does), and does not support secure
+//! import with an import token.
 
 mod actions;
+mod aliases;
 mod call;
 mod crypto;
 mod import_token;
+mod key_policies;
+mod key_rings;
 mod keys;
 mod list;
 mod model;
@@ -51,10 +70,14 @@ use http::header::{HeaderMap, HeaderName};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use crate::auth::Identity;
 use crate::body::Body;
+use crate::config::dev_kms::DevKmsConfig;
+use crate::policy::ActivePolicy;
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::Route;
 use call::Call;
+use model::Rules;
 use query::Query;
 use store::Store;
 
@@ -68,12 +91,25 @@ const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance")
 #[derive(Clone, Debug, Default)]
 pub struct DevKms {
     store: Arc<Store>,
+    rules: Rules,
 }
 
 impl DevKms {
-    /// A dev KMS with no instances yet (an instance exists on first use).
+    /// A dev KMS with no instances yet (an instance exists on first use), with Key Protect's
+    /// waiting rules (one rotation an hour, purge four hours after deletion).
     pub fn new() -> Self {
         DevKms::default()
+    }
+
+    /// A dev KMS with the waiting rules of `[upstream.dev_kms]`.
+    pub fn with_config(config: &DevKmsConfig) -> Self {
+        DevKms {
+            store: Arc::default(),
+            rules: Rules {
+                rotation_interval: config.rotation_interval,
+                purge_wait: config.purge_wait,
+            },
+        }
     }
 }
 
@@ -88,11 +124,12 @@ impl tower_service::Service<Request<Body>> for DevKms {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let store = self.store.clone();
-        Box::pin(async move { Ok(handle(&store, req).await) })
+        let rules = self.rules;
+        Box::pin(async move { Ok(handle(&store, rules, req).await) })
     }
 }
 
-async fn handle(store: &Store, req: Request<Body>) -> Response<Body> {
+async fn handle(store: &Store, rules: Rules, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let route = Route::classify(&parts.method, parts.uri.path(), parts.uri.query());
     let Some(instance) = instance_id(&parts.headers) else {
@@ -120,13 +157,29 @@ async fn handle(store: &Store, req: Request<Body>) -> Response<Body> {
             return list::invalid_query_of(route.operation(), &name).into_backend_response();
         }
     };
+    let token_subject;
+    let subject = match parts.extensions.get::<Identity>() {
+        Some(identity) => &*identity.subject,
+        None => {
+            token_subject = bearer_subject(&parts.headers);
+            token_subject.as_deref().unwrap_or(model::ACTOR)
+        }
+    };
+    let gateway_dual_auth = parts
+        .extensions
+        .get::<Arc<ActivePolicy>>()
+        .and_then(|policy| policy.model.dual_auth_delete);
     let call = Call {
         route,
         method: &parts.method,
+        path: parts.uri.path(),
         key_id: key_id(parts.uri.path()),
         query,
         headers: &parts.headers,
         body,
+        subject,
+        gateway_dual_auth,
+        rules,
     };
     store
         .with_instance(instance, |instance| dispatch(instance, &call))
@@ -142,6 +195,15 @@ fn dispatch(instance: &mut store::Instance, call: &Call<'_>) -> Result<Response<
         Route::KeyVersions => keys::versions(instance, call),
         Route::KeyDelete => keys::delete(instance, call),
         Route::KeyRestore => keys::restore(instance, call),
+        Route::KeyPurge => keys::purge(instance, call),
+        Route::KeyPatch => key_rings::patch_key(instance, call),
+        Route::KeyPolicies => key_policies::handle(instance, call),
+        Route::KeyAliases => aliases::handle(instance, call),
+        Route::KeyRings => key_rings::handle(instance, call),
+        Route::Registrations => registrations(instance, call),
+        // KMIP adapters are a Key Protect feature enabled per instance by IBM: refused as Key
+        // Protect refuses a feature the instance does not have.
+        Route::Kmip => Err(Rejection::new(Reason::FeatureRestricted).operation(Operation::REQUEST)),
         route if route.is_key_action() => actions::perform(instance, call),
         Route::InstancePoliciesGet => policies::get(instance, call),
         Route::InstancePoliciesPut => policies::put(instance, call),
@@ -154,6 +216,26 @@ fn dispatch(instance: &mut store::Instance, call: &Call<'_>) -> Result<Response<
     }
 }
 
+/// `GET /api/v2/keys/registrations` and `/keys/{id}/registrations`: the dev KMS has no cloud
+/// resources, so no registrations (200, empty). Writing registrations is for IBM services
+/// only: 403 `SERVICE_ONLY_ERR`.
+fn registrations(
+    instance: &mut store::Instance,
+    call: &Call<'_>,
+) -> Result<Response<Body>, Rejection> {
+    if *call.method != Method::GET {
+        return Err(call.reject(Reason::ServiceOnly));
+    }
+    if call.key_id.is_some_and(|id| id != "registrations") {
+        keys::named(instance, call)?;
+    }
+    Ok(call::collection(
+        http::StatusCode::OK,
+        "application/vnd.ibm.kms.registration+json",
+        &[] as &[()],
+    ))
+}
+
 /// The `bluemix-instance` header, if it is a plausible instance id.
 fn instance_id(headers: &HeaderMap) -> Option<&str> {
     let id = headers.get(BLUEMIX_INSTANCE)?.to_str().ok()?.trim();
@@ -163,6 +245,32 @@ fn instance_id(headers: &HeaderMap) -> Option<&str> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     plausible.then_some(id)
+}
+
+/// The `sub` claim of the request's bearer token, read without verifying anything: what the
+/// dev KMS knows of the caller when no gateway verified the token (`kmsgate dev-kms`, or a
+/// gateway with `auth.enabled = false`).
+fn bearer_subject(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        sub: Option<String>,
+    }
+    let value = headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let payload = token.trim().split('.').nth(1)?;
+    let payload = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let sub = serde_json::from_slice::<Claims>(&payload).ok()?.sub?;
+    (!sub.is_empty()).then_some(sub)
 }
 
 /// The `{id}` of `/api/v2/keys/{id}[/...]`.

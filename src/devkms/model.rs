@@ -2,7 +2,7 @@
 //! the store holds them (the handlers that answer for them are `keys`, `import_token` and
 //! `policies`).
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,8 +14,27 @@ use crate::policy::model::PolicyRecords;
 /// The `type` of every key resource.
 pub(super) const KEY_TYPE: &str = "application/vnd.ibm.kms.key+json";
 
-/// Who the dev KMS says created and deleted things (it does not read tokens).
+/// Who the dev KMS says did something when the request names no one (no verified identity
+/// from the gateway and no bearer token with a `sub`).
 pub(crate) const ACTOR: &str = "devkms";
+
+/// The rules with a waiting time, as `[upstream.dev_kms]` sets them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    /// A root key may be rotated once per this interval (Key Protect: one hour).
+    pub(crate) rotation_interval: Duration,
+    /// A deleted key may be purged this long after its deletion (Key Protect: four hours).
+    pub(crate) purge_wait: Duration,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            rotation_interval: Duration::from_secs(3600),
+            purge_wait: Duration::from_secs(4 * 3600),
+        }
+    }
+}
 
 /// The largest standard-key payload Key Protect accepts.
 pub(super) const STANDARD_PAYLOAD_MAX: usize = 7_500;
@@ -56,14 +75,28 @@ pub(crate) struct Key {
     pub(crate) state: State,
     pub(crate) key_ring: String,
     pub(crate) created: String,
+    /// The subject that created the key.
+    pub(crate) created_by: String,
     pub(crate) updated: String,
     pub(crate) last_rotated: Option<String>,
+    /// When the last rotation happened (the one-rotation-per-interval rule).
+    pub(crate) last_rotated_at: Option<Instant>,
     /// When the key was deleted (while it is).
     pub(crate) deletion_date: Option<String>,
-    /// Whether deleting needs a prior `setKeyForDeletion` (dualAuthDelete at creation time).
+    /// When the key was deleted, for the purge waiting rule (while it is).
+    pub(crate) deleted_at: Option<Instant>,
+    /// The subject that deleted the key (while it is deleted).
+    pub(crate) deleted_by: Option<String>,
+    /// Whether deleting needs a prior `setKeyForDeletion` by another subject (dualAuthDelete
+    /// at creation time, or the key's own dualAuthDelete policy).
     pub(crate) dual_auth_delete: bool,
-    /// Whether `setKeyForDeletion` was done.
-    pub(crate) deletion_authorized: bool,
+    /// The subject that did `setKeyForDeletion`, until the key is deleted or the
+    /// authorization is withdrawn.
+    pub(crate) deletion_authorized_by: Option<String>,
+    /// The key's own policies (`/keys/{id}/policies`).
+    pub(crate) policies: KeyPolicies,
+    /// Purged: gone for good (kept only so indexes into the key list stay valid).
+    pub(crate) purged: bool,
     /// Oldest first; never empty.
     pub(super) versions: Vec<Version>,
 }
@@ -99,6 +132,7 @@ impl Key {
     /// Adds a version with new material (a rotation).
     pub(crate) fn rotate(&mut self, material: Secret) {
         let date = now();
+        self.last_rotated_at = Some(Instant::now());
         self.versions.push(Version {
             id: crypto::uuid_v4(),
             created: date.clone(),
@@ -128,7 +162,7 @@ impl Key {
             key_ring_id: &self.key_ring,
             algorithm_type: "AES",
             creation_date: &self.created,
-            created_by: ACTOR,
+            created_by: &self.created_by,
             last_update_date: &self.updated,
             last_rotate_date: self.last_rotated.as_deref(),
             key_version: VersionJson::of(latest),
@@ -136,7 +170,7 @@ impl Key {
                 enabled: self.dual_auth_delete,
             },
             deletion_date: self.deletion_date.as_deref(),
-            deleted_by: self.deletion_date.as_ref().map(|_| ACTOR),
+            deleted_by: self.deleted_by.as_deref(),
             payload,
         }
     }
@@ -173,7 +207,7 @@ pub(crate) struct KeyJson<'a> {
     key_ring_id: &'a str,
     algorithm_type: &'static str,
     creation_date: &'a str,
-    created_by: &'static str,
+    created_by: &'a str,
     last_update_date: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_rotate_date: Option<&'a str>,
@@ -182,7 +216,7 @@ pub(crate) struct KeyJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     deletion_date: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    deleted_by: Option<&'static str>,
+    deleted_by: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
 }
@@ -209,6 +243,45 @@ impl<'a> VersionJson<'a> {
 pub(crate) struct Enabled {
     #[serde(default)]
     pub(crate) enabled: bool,
+}
+
+/// Who set a key policy, and when.
+#[derive(Clone, Debug)]
+pub(crate) struct Stamp {
+    pub(crate) id: String,
+    pub(crate) created: String,
+    pub(crate) created_by: String,
+    pub(crate) updated: String,
+    pub(crate) updated_by: String,
+}
+
+impl Stamp {
+    /// A new policy record set by `by` now.
+    pub(crate) fn new(by: &str) -> Self {
+        let date = now();
+        Stamp {
+            id: crypto::uuid_v4(),
+            created: date.clone(),
+            created_by: by.to_owned(),
+            updated: date,
+            updated_by: by.to_owned(),
+        }
+    }
+
+    /// Records an update by `by` now.
+    pub(crate) fn touch(&mut self, by: &str) {
+        self.updated = now();
+        by.clone_into(&mut self.updated_by);
+    }
+}
+
+/// A key's own policies, as last put (`None`: never put).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyPolicies {
+    /// `rotation`: enabled, and the interval in months (1–12).
+    pub(crate) rotation: Option<(Stamp, bool, Option<u8>)>,
+    /// `dualAuthDelete`: the record of its last change (its value is `Key::dual_auth_delete`).
+    pub(crate) dual_auth_delete: Option<Stamp>,
 }
 
 /// An instance's import token.

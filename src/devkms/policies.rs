@@ -11,7 +11,6 @@ use http::{Response, StatusCode};
 use serde::Serialize;
 
 use super::call::{Call, collection, no_content};
-use super::model::*;
 use super::store::{Instance, now};
 use crate::body::Body;
 use crate::policy::parse::{parse_policy_query, parse_put};
@@ -27,7 +26,10 @@ pub(crate) fn put(instance: &mut Instance, call: &Call<'_>) -> Result<Response<B
         return Err(call.reject(Reason::NoBody));
     }
     let policies = parse_put(&call.body, call.query("policy"))?;
-    instance.policies.records.update(policies, ACTOR, &now());
+    instance
+        .policies
+        .records
+        .update(policies, call.subject, &now());
     Ok(no_content())
 }
 

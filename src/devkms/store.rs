@@ -7,6 +7,17 @@ use std::sync::{Mutex, PoisonError};
 pub(crate) use super::model::now;
 use super::model::{ImportToken, Key, Policies};
 
+/// The key ring every instance has, and keys created without `X-Kms-Key-Ring` go to.
+pub(crate) const DEFAULT_RING: &str = "default";
+
+/// A key ring.
+#[derive(Debug)]
+pub(crate) struct KeyRing {
+    pub(crate) id: String,
+    pub(crate) created: String,
+    pub(crate) created_by: String,
+}
+
 /// Every instance the dev KMS has seen.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
@@ -49,7 +60,7 @@ impl Store {
     }
 }
 
-/// One Key Protect instance: its keys, instance policies and import token.
+/// One Key Protect instance: its keys, key rings, instance policies and import token.
 #[derive(Debug)]
 pub(crate) struct Instance {
     /// The `bluemix-instance` id.
@@ -59,6 +70,8 @@ pub(crate) struct Instance {
     keys: Vec<Key>,
     /// Key id → index in `keys`.
     index: HashMap<String, usize>,
+    /// Key rings in creation order; `default` first.
+    pub(crate) key_rings: Vec<KeyRing>,
     /// Instance policies as last put.
     pub(crate) policies: Policies,
     /// The instance's import token, if one was created.
@@ -73,29 +86,49 @@ impl Instance {
             id,
             keys: Vec::new(),
             index: HashMap::new(),
+            key_rings: vec![KeyRing {
+                id: DEFAULT_RING.to_owned(),
+                created: now(),
+                created_by: super::model::ACTOR.to_owned(),
+            }],
             policies: Policies::default(),
             import_token: None,
             private_port,
         }
     }
 
-    /// Every key, in creation order.
-    pub(crate) fn keys(&self) -> &[Key] {
-        &self.keys
+    /// Every key not purged, in creation order.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.keys.iter().filter(|k| !k.purged)
     }
 
-    /// The key with this id or alias.
+    /// The key (not purged) with this id or alias.
     pub(crate) fn key_mut(&mut self, id_or_alias: &str) -> Option<&mut Key> {
         let position = match self.index.get(id_or_alias) {
             Some(&i) => i,
-            None => self.keys.iter().position(|k| k.has_alias(id_or_alias))?,
+            None => self
+                .keys
+                .iter()
+                .position(|k| !k.purged && k.has_alias(id_or_alias))?,
         };
-        self.keys.get_mut(position)
+        self.keys.get_mut(position).filter(|k| !k.purged)
     }
 
     /// True when a key already uses `alias`.
     pub(crate) fn alias_taken(&self, alias: &str) -> bool {
-        self.keys.iter().any(|k| k.has_alias(alias))
+        self.keys().any(|k| k.has_alias(alias))
+    }
+
+    /// Moves every key (purged ones too) of the ring `from` to the ring `to`.
+    pub(crate) fn move_ring_keys(&mut self, from: &str, to: &str) {
+        for key in self.keys.iter_mut().filter(|k| k.key_ring == from) {
+            to.clone_into(&mut key.key_ring);
+        }
+    }
+
+    /// The key ring with this id.
+    pub(crate) fn key_ring(&self, id: &str) -> Option<&KeyRing> {
+        self.key_rings.iter().find(|r| r.id == id)
     }
 
     /// Adds a new key and returns it.

@@ -17,8 +17,22 @@ struct Reply {
 }
 
 async fn send(kms: &DevKms, method: &str, uri: &str, body: Option<&str>) -> Reply {
+    send_as(kms, None, method, uri, body).await
+}
+
+/// Sends as the subject the gateway verified (`Some`: an `Identity` in the extensions).
+async fn send_as(
+    kms: &DevKms,
+    subject: Option<&str>,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+) -> Reply {
     let mut req = Request::builder().method(method).uri(uri);
     req = req.header("bluemix-instance", INSTANCE);
+    if let Some(subject) = subject {
+        req = req.extension(crate::auth::Identity::new(subject, false));
+    }
     let req = req
         .body(body.map_or_else(Body::empty, |b| Body::full(b.to_owned())))
         .unwrap();
@@ -307,12 +321,12 @@ async fn actions_accept_a_null_body_and_refuse_misplaced_payloads() {
         "Bad Request: Wrap with key could not be performed: Please see `reasons` for more \
          details (INVALID_FIELD_ERR)"
     );
-    // Routes the dev KMS does not implement.
+    // Only a deleted key can be purged.
     let purge = format!("/api/v2/keys/{id}/purge");
     let reply = send(&kms, "DELETE", &purge, None).await;
     assert_eq!(
         (reply.status, code(&reply)),
-        (403, "FEATURE_RESTRICTED_ERR")
+        (409, "KEY_ACTION_INVALID_STATE_ERR")
     );
 }
 
@@ -598,4 +612,568 @@ async fn list_sorts_and_filters() {
     let reply = send(&kms, "GET", &format!("/api/v2/keys?{four}"), None).await;
     let (message, _) = invalid_query(&reply);
     assert!(message.contains("more than three times"), "{message}");
+}
+
+fn error_msg(reply: &Reply) -> &str {
+    reply.body["resources"][0]["errorMsg"]
+        .as_str()
+        .unwrap_or("")
+}
+
+fn message(reply: &Reply) -> &str {
+    reply.body["resources"][0]["reasons"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+}
+
+fn quick() -> DevKms {
+    DevKms::with_config(&crate::config::DevKmsConfig {
+        rotation_interval: std::time::Duration::ZERO,
+        purge_wait: std::time::Duration::ZERO,
+    })
+}
+
+#[tokio::test]
+async fn dual_auth_deletion_needs_a_second_subject() {
+    let kms = DevKms::new();
+    let id = key(&kms, json!({"name": "guarded"})).await;
+    // A key without dual auth: setKeyForDeletion and its undo are refused as Key Protect does,
+    // and the key is deleted directly.
+    let plain = key(&kms, json!({"name": "plain"})).await;
+    for action in ["setKeyForDeletion", "unsetKeyForDeletion"] {
+        let uri = format!("/api/v2/keys/{plain}/actions/{action}");
+        let reply = send_as(&kms, Some("alice"), "POST", &uri, None).await;
+        assert_eq!((reply.status, code(&reply)), (409, "NOT_DUAL_AUTH_ERR"));
+        assert_eq!(
+            message(&reply),
+            "The key is not dual auth enabled and cannot be set for deletion"
+        );
+        assert_eq!(
+            error_msg(&reply),
+            "Conflict: Action could not be performed on key. Please see `reasons` for more details."
+        );
+    }
+    let uri = format!("/api/v2/keys/{plain}");
+    assert_eq!(
+        send_as(&kms, Some("alice"), "DELETE", &uri, None)
+            .await
+            .status,
+        204
+    );
+
+    // Dual auth through the key's own policy.
+    let policies = format!("/api/v2/keys/{id}/policies?policy=dualAuthDelete");
+    let body = json!({"metadata": {"collectionType": "application/vnd.ibm.kms.policy+json",
+                                   "collectionTotal": 1},
+                      "resources": [{"type": "application/vnd.ibm.kms.policy+json",
+                                     "dualAuthDelete": {"enabled": true}}]});
+    let reply = send_as(
+        &kms,
+        Some("alice"),
+        "PUT",
+        &policies,
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["resources"][0]["dualAuthDelete"]["enabled"],
+        true
+    );
+    assert_eq!(reply.body["resources"][0]["createdBy"], "alice");
+
+    let delete = format!("/api/v2/keys/{id}");
+    let set = format!("/api/v2/keys/{id}/actions/setKeyForDeletion");
+    let unset = format!("/api/v2/keys/{id}/actions/unsetKeyForDeletion");
+    let not_met = |reply: &Reply| {
+        assert_eq!((reply.status, code(reply)), (409, "AUTHORIZATIONS_NOT_MET"));
+        assert_eq!(
+            error_msg(reply),
+            "Conflict: 1 prior authorization(s) are required for deletion: Key could not be \
+             deleted. Please see `reasons` for more details."
+        );
+        assert_eq!(
+            message(reply),
+            "Number of authorizations required to delete is not met"
+        );
+    };
+    // No authorization yet.
+    not_met(&send_as(&kms, Some("bob"), "DELETE", &delete, None).await);
+    // Alice authorizes; Alice cannot then delete.
+    assert_eq!(
+        send_as(&kms, Some("alice"), "POST", &set, None)
+            .await
+            .status,
+        204
+    );
+    not_met(&send_as(&kms, Some("alice"), "DELETE", &delete, None).await);
+    // Withdrawn: Bob cannot delete either.
+    assert_eq!(
+        send_as(&kms, Some("alice"), "POST", &unset, None)
+            .await
+            .status,
+        204
+    );
+    not_met(&send_as(&kms, Some("bob"), "DELETE", &delete, None).await);
+    // Alice authorizes again; Bob deletes.
+    assert_eq!(
+        send_as(&kms, Some("alice"), "POST", &set, None)
+            .await
+            .status,
+        204
+    );
+    let reply = send_as(
+        &kms,
+        Some("bob"),
+        "GET",
+        &format!("{delete}/metadata"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.body["resources"][0]["createdBy"], "devkms");
+    let reply = Request::builder()
+        .method("DELETE")
+        .uri(&delete)
+        .header("bluemix-instance", INSTANCE)
+        .header("prefer", "return=representation")
+        .extension(crate::auth::Identity::new("bob", false))
+        .body(Body::empty())
+        .unwrap();
+    let res = kms.clone().oneshot(reply).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["resources"][0]["deletedBy"], "bob");
+}
+
+#[tokio::test]
+async fn without_a_verified_identity_the_subject_is_the_tokens_sub() {
+    use base64::Engine;
+    let b64 = |v: &Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string().as_bytes())
+    };
+    let token = |sub: &str| {
+        format!(
+            "Bearer {}.{}.c2ln",
+            b64(&json!({"alg": "HS256"})),
+            b64(&json!({"sub": sub}))
+        )
+    };
+    let kms = DevKms::new();
+    put_policy(
+        &kms,
+        json!({"policy_type": "dualAuthDelete", "policy_data": {"enabled": true}}),
+    )
+    .await;
+    let id = key(&kms, json!({"name": "guarded"})).await;
+    let as_token = |method: &str, uri: &str, sub: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("bluemix-instance", INSTANCE)
+            .header("authorization", token(sub))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let set = format!("/api/v2/keys/{id}/actions/setKeyForDeletion");
+    let delete = format!("/api/v2/keys/{id}");
+    let res = kms
+        .clone()
+        .oneshot(as_token("POST", &set, "carol"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let res = kms
+        .clone()
+        .oneshot(as_token("DELETE", &delete, "carol"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 409);
+    let res = kms
+        .clone()
+        .oneshot(as_token("DELETE", &delete, "dave"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
+
+#[tokio::test]
+async fn one_rotation_per_interval() {
+    let kms = DevKms::new();
+    let id = key(&kms, json!({"name": "r"})).await;
+    let rotate = format!("/api/v2/keys/{id}/actions/rotate");
+    // The first rotation is never too early.
+    assert_eq!(send(&kms, "POST", &rotate, Some("{}")).await.status, 204);
+    let reply = send(&kms, "POST", &rotate, Some("{}")).await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (409, "KEY_ROTATION_NOT_PERMITTED")
+    );
+    assert_eq!(
+        error_msg(&reply),
+        "Conflict: Action could not be performed on key: Please see `reasons` for more details \
+         (KEY_ROTATION_NOT_PERMITTED)"
+    );
+    assert_eq!(
+        message(&reply),
+        "This root key has been rotated within the last hour: Only one 'rotate' action per \
+         hour is permitted"
+    );
+    let versions = send(&kms, "GET", &format!("/api/v2/keys/{id}/versions"), None).await;
+    assert_eq!(versions.body["metadata"]["collectionTotal"], 2);
+
+    // A shorter interval (tests, demos).
+    let kms = quick();
+    let id = key(&kms, json!({"name": "r"})).await;
+    let rotate = format!("/api/v2/keys/{id}/actions/rotate");
+    for _ in 0..3 {
+        assert_eq!(send(&kms, "POST", &rotate, Some("{}")).await.status, 204);
+    }
+}
+
+#[tokio::test]
+async fn key_policies_rotation_and_dual_auth() {
+    let kms = DevKms::new();
+    let root = key(&kms, json!({"name": "r"})).await;
+    let standard = key(&kms, json!({"name": "s", "extractable": true})).await;
+    let policies = format!("/api/v2/keys/{root}/policies");
+    // Nothing put yet.
+    let reply = send(&kms, "GET", &policies, None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["resources"], json!([]));
+    let rotation = |months: i64| {
+        json!({"metadata": {"collectionType": "application/vnd.ibm.kms.policy+json",
+                            "collectionTotal": 1},
+               "resources": [{"type": "application/vnd.ibm.kms.policy+json",
+                              "rotation": {"enabled": true, "interval_month": months}}]})
+        .to_string()
+    };
+    let reply = send(
+        &kms,
+        "PUT",
+        &format!("{policies}?policy=rotation"),
+        Some(&rotation(3)),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.body["resources"][0]["rotation"],
+        json!({"enabled": true, "interval_month": 3})
+    );
+    assert_eq!(
+        reply.body["metadata"]["collectionType"],
+        "application/vnd.ibm.kms.policy+json"
+    );
+    let reply = send(&kms, "PUT", &policies, Some(&rotation(13))).await;
+    assert_eq!((reply.status, code(&reply)), (400, "INVALID_FIELD_ERR"));
+    assert_eq!(
+        reply.body["resources"][0]["reasons"][0]["target"],
+        json!({"type": "field", "name": "interval_month"})
+    );
+    let reply = send(
+        &kms,
+        "PUT",
+        &format!("/api/v2/keys/{standard}/policies"),
+        Some(&rotation(1)),
+    )
+    .await;
+    assert_eq!((reply.status, code(&reply)), (400, "KEY_ROOT_REQ_ERR"));
+    let reply = send(
+        &kms,
+        "PUT",
+        &format!("{policies}?policy=dualAuthDelete"),
+        Some(&rotation(1)),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (400, "BODY_QUERY_PARAM_MISMATCH_ERR")
+    );
+    let reply = send(
+        &kms,
+        "GET",
+        &format!("{policies}?policy=dualAuthDelete"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.body["resources"], json!([]));
+    let reply = send(&kms, "GET", &format!("{policies}?policy=nope"), None).await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (400, "INVALID_QUERY_PARAM_ERR")
+    );
+}
+
+#[tokio::test]
+async fn aliases_name_keys() {
+    let kms = DevKms::new();
+    let id = key(&kms, json!({"name": "r"})).await;
+    let other = key(&kms, json!({"name": "o"})).await;
+    let reply = send(
+        &kms,
+        "POST",
+        &format!("/api/v2/keys/{id}/aliases/payroll"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(
+        reply.body["metadata"]["collectionType"],
+        "application/vnd.ibm.kms.alias+json"
+    );
+    assert_eq!(reply.body["resources"][0]["alias"], "payroll");
+    assert_eq!(reply.body["resources"][0]["keyId"], id.as_str());
+    // Again: already there.
+    let reply = send(
+        &kms,
+        "POST",
+        &format!("/api/v2/keys/{id}/aliases/payroll"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    // The key is found by its alias; actions too.
+    let reply = send(&kms, "GET", "/api/v2/keys/payroll/metadata", None).await;
+    assert_eq!(reply.body["resources"][0]["id"], id.as_str());
+    assert_eq!(reply.body["resources"][0]["aliases"], json!(["payroll"]));
+    let reply = send(
+        &kms,
+        "POST",
+        "/api/v2/keys/payroll/actions/wrap",
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    // Another key may not take it; names Key Protect refuses are refused.
+    let reply = send(
+        &kms,
+        "POST",
+        &format!("/api/v2/keys/{other}/aliases/payroll"),
+        None,
+    )
+    .await;
+    assert_eq!((reply.status, code(&reply)), (400, "INVALID_FIELD_ERR"));
+    for bad in ["x", "keys", "a%20b", "00000000-0000-4000-8000-000000000001"] {
+        let reply = send(
+            &kms,
+            "POST",
+            &format!("/api/v2/keys/{other}/aliases/{bad}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (reply.status, code(&reply)),
+            (400, "INVALID_FIELD_ERR"),
+            "{bad}"
+        );
+    }
+    // Deleted: the alias no longer names the key.
+    let reply = send(
+        &kms,
+        "DELETE",
+        &format!("/api/v2/keys/{id}/aliases/payroll"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 204);
+    let reply = send(&kms, "GET", "/api/v2/keys/payroll", None).await;
+    assert_eq!((reply.status, code(&reply)), (404, "KEY_NOT_FOUND_ERR"));
+    let reply = send(
+        &kms,
+        "DELETE",
+        &format!("/api/v2/keys/{id}/aliases/payroll"),
+        None,
+    )
+    .await;
+    assert_eq!((reply.status, code(&reply)), (404, "KEY_NOT_FOUND_ERR"));
+}
+
+async fn send_in_ring(
+    kms: &DevKms,
+    ring: &str,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+) -> Reply {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("bluemix-instance", INSTANCE)
+        .header("x-kms-key-ring", ring)
+        .body(body.map_or_else(Body::empty, |b| Body::full(b.to_owned())))
+        .unwrap();
+    let res = kms.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+#[tokio::test]
+async fn key_rings_hold_keys() {
+    let kms = DevKms::new();
+    let reply = send(&kms, "GET", "/api/v2/key_rings", None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.body["metadata"]["collectionType"],
+        "application/vnd.ibm.kms.key_ring+json"
+    );
+    assert_eq!(reply.body["resources"][0]["id"], "default");
+    assert_eq!(
+        send(&kms, "POST", "/api/v2/key_rings/team-a", None)
+            .await
+            .status,
+        201
+    );
+    let reply = send(&kms, "POST", "/api/v2/key_rings/team-a", None).await;
+    assert_eq!((reply.status, code(&reply)), (400, "INVALID_FIELD_ERR"));
+    let reply = send(&kms, "GET", "/api/v2/key_rings?totalCount=true", None).await;
+    assert_eq!(reply.body["metadata"]["totalCount"], 2);
+
+    // X-Kms-Key-Ring: create in the ring, list and find only its keys.
+    let body = json!({"metadata": {"collectionType": "application/vnd.ibm.kms.key+json",
+                                   "collectionTotal": 1}, "resources": [{"name": "in-a"}]});
+    let reply = send_in_ring(
+        &kms,
+        "team-a",
+        "POST",
+        "/api/v2/keys",
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["resources"][0]["keyRingID"], "team-a");
+    let in_a = reply.body["resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let in_default = key(&kms, json!({"name": "in-default"})).await;
+    let reply = send_in_ring(&kms, "team-a", "GET", "/api/v2/keys", None).await;
+    assert_eq!(ids(&reply), vec![in_a.clone()]);
+    let reply = send_in_ring(
+        &kms,
+        "team-a",
+        "GET",
+        &format!("/api/v2/keys/{in_default}"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    let reply = send_in_ring(
+        &kms,
+        "nope",
+        "POST",
+        "/api/v2/keys",
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+
+    // A ring with a key that is not deleted stays; `default` always stays.
+    let reply = send(&kms, "DELETE", "/api/v2/key_rings/team-a", None).await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (409, "KEY_ACTION_INVALID_STATE_ERR")
+    );
+    let reply = send(&kms, "DELETE", "/api/v2/key_rings/default", None).await;
+    assert_eq!((reply.status, code(&reply)), (400, "INVALID_FIELD_ERR"));
+
+    // PATCH moves the key; then the ring is empty and can go.
+    let patch = json!({"keyRingID": "default"}).to_string();
+    let reply = send(&kms, "PATCH", &format!("/api/v2/keys/{in_a}"), Some(&patch)).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["resources"][0]["keyRingID"], "default");
+    let reply = send(
+        &kms,
+        "PATCH",
+        &format!("/api/v2/keys/{in_a}"),
+        Some(r#"{"keyRingID": "nope"}"#),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(
+        send(&kms, "DELETE", "/api/v2/key_rings/team-a", None)
+            .await
+            .status,
+        204
+    );
+    let reply = send(&kms, "DELETE", "/api/v2/key_rings/team-a", None).await;
+    assert_eq!(reply.status, 404);
+}
+
+#[tokio::test]
+async fn purge_waits_after_deletion() {
+    let kms = DevKms::new();
+    let id = key(&kms, json!({"name": "r"})).await;
+    let purge = format!("/api/v2/keys/{id}/purge");
+    assert_eq!(
+        send(&kms, "DELETE", &format!("/api/v2/keys/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    let reply = send(&kms, "DELETE", &purge, None).await;
+    assert_eq!((reply.status, code(&reply)), (409, "REQ_TOO_EARLY_ERR"));
+    assert_eq!(
+        message(&reply),
+        "The key was updated recently: Please wait and try again: a key can be purged 4h after \
+         its deletion"
+    );
+    assert!(
+        error_msg(&reply).starts_with("Conflict: Key could not be purged"),
+        "{}",
+        error_msg(&reply)
+    );
+
+    let kms = quick();
+    let id = key(&kms, json!({"name": "r"})).await;
+    let purge = format!("/api/v2/keys/{id}/purge");
+    assert_eq!(
+        send(&kms, "DELETE", &format!("/api/v2/keys/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    let reply = send(&kms, "DELETE", &purge, None).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["resources"][0]["id"], id.as_str());
+    let reply = send(&kms, "GET", &format!("/api/v2/keys/{id}"), None).await;
+    assert_eq!((reply.status, code(&reply)), (404, "KEY_NOT_FOUND_ERR"));
+    let reply = send(&kms, "GET", "/api/v2/keys", None).await;
+    assert_eq!(reply.body["metadata"]["collectionTotal"], 0);
+}
+
+#[tokio::test]
+async fn registrations_are_empty_and_kmip_is_refused() {
+    let kms = DevKms::new();
+    let id = key(&kms, json!({"name": "r"})).await;
+    for uri in [
+        "/api/v2/keys/registrations".to_owned(),
+        format!("/api/v2/keys/{id}/registrations"),
+    ] {
+        let reply = send(&kms, "GET", &uri, None).await;
+        assert_eq!(reply.status, 200, "{uri}");
+        assert_eq!(
+            reply.body,
+            json!({"metadata": {"collectionType": "application/vnd.ibm.kms.registration+json",
+                                "collectionTotal": 0}, "resources": []})
+        );
+    }
+    let reply = send(&kms, "GET", "/api/v2/keys/nope/registrations", None).await;
+    assert_eq!(reply.status, 404);
+    let reply = send(&kms, "GET", "/api/v2/kmip_adapters", None).await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (403, "FEATURE_RESTRICTED_ERR")
+    );
+    assert_eq!(
+        message(&reply),
+        "This action is not permitted on this resource: Please contact IBM Key Protect or open \
+         a service ticket to enable this feature"
+    );
 }
