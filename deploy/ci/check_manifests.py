@@ -12,7 +12,8 @@ Checks, for every pod template:
   * the project's own rules for the kmsgate container: readOnlyRootFilesystem, resource requests
     and a memory limit, /readyz and /healthz probes on the admin port, prometheus.io annotations
     on that port, container ports that match the config's listen addresses, and
-    terminationGracePeriodSeconds above preStop sleep + shutdown.drain_timeout + 5s;
+    terminationGracePeriodSeconds at least preStop sleep + shutdown.grace_period +
+    shutdown.drain_timeout + 5s;
 and across objects: every Service, PodDisruptionBudget and NetworkPolicy selects the pods, named
 target ports exist, the ServiceMonitor selects a Service that has its port, mounted ConfigMaps
 exist in the render. Writes the kmsgate.toml found in the config ConfigMap to CONFIG_OUT.toml
@@ -206,12 +207,17 @@ def main():
     if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != str(admin_port):
         fail(where, "prometheus.io/scrape and prometheus.io/port (the admin port) annotations missing")
 
-    # Shutdown: the kubelet waits terminationGracePeriodSeconds for preStop and the drain.
-    drain = duration_seconds(config.get("shutdown", {}).get("drain_timeout", "30s"))
+    # Shutdown: the kubelet waits terminationGracePeriodSeconds for preStop, kmsgate's grace
+    # period (still serving, /readyz 503) and the drain, then sends SIGKILL. Defaults as in
+    # src/config/mod.rs.
+    shutdown = config.get("shutdown", {})
+    serving = duration_seconds(shutdown.get("grace_period", "5s"))
+    drain = duration_seconds(shutdown.get("drain_timeout", "30s"))
     pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     grace = pod.get("terminationGracePeriodSeconds", 30)
-    if grace < pre_stop + drain + 5:
-        fail(where, f"terminationGracePeriodSeconds {grace} < preStop {pre_stop}s + drain_timeout {drain:g}s + 5s")
+    if grace < pre_stop + serving + drain + 5:
+        fail(where, f"terminationGracePeriodSeconds {grace} < preStop {pre_stop}s + grace_period {serving:g}s"
+                    f" + drain_timeout {drain:g}s + 5s")
 
     # Objects that select the pods.
     services = by_kind.get("Service", [])
