@@ -3,7 +3,10 @@
 //! `policies.api = "own"`), on ephemeral ports and with its policy directory in a scratch
 //! directory: create a key, wrap, unwrap, rotate, a refusal, instance policies, the key list as
 //! the SDK sends it, and the reference's reproductions of UNAUTHORIZED_ERR,
-//! CONFIG_RULE_CONFLICT_ERR and KEY_CREATE_IMPORT_ACCESS_ERR (`tests/python/kp_roundtrip.py`).
+//! CONFIG_RULE_CONFLICT_ERR and KEY_CREATE_IMPORT_ACCESS_ERR, then the dev KMS's Key Protect
+//! rules: dual authorization across two users (a second token), one rotation an hour, key
+//! policies, aliases, key rings, purge's waiting rule, registrations, KMIP's refusal
+//! (`tests/python/kp_roundtrip.py`).
 //!
 //! The test keeps its own virtualenv under the build directory (`target/pyenv`, made with
 //! `python3 -m venv` and `pip install keyprotect==3.0.1`) and reuses it when it already holds
@@ -128,6 +131,14 @@ async fn the_official_python_client_on_the_quickstart_configuration() {
         false,
     )
     .expect("the quickstart configuration mints development tokens");
+    // A second user, for dual authorization.
+    let token_2 = kmsgate::auth::devtoken::mint(
+        &config.auth,
+        "python-client-2",
+        std::time::Duration::from_secs(3600),
+        false,
+    )
+    .expect("the quickstart configuration mints development tokens");
     let gw = TestGateway::start_with(config).await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/kp_roundtrip.py");
     let url = format!("http://{}", gw.addrs.public);
@@ -139,6 +150,7 @@ async fn the_official_python_client_on_the_quickstart_configuration() {
             .env("KP_PRIVATE_URL", private)
             .env("KP_INSTANCE", INSTANCE)
             .env("KP_TOKEN", token)
+            .env("KP_TOKEN_2", token_2)
             .output()
     })
     .await

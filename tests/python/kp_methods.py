@@ -3,7 +3,9 @@ the quickstart configuration, and prints one Markdown table row per method: the 
 the result (`ok`, or the reason code of the refusal, with `gateway` when kmsgate refused it
 itself). docs/clients.md is this script's output.
 
-    KP_URL=http://127.0.0.1:8080 KP_INSTANCE=<id> KP_TOKEN=<token> python kp_methods.py
+    KP_URL=http://127.0.0.1:8080 KP_INSTANCE=<id> KP_TOKEN=<token> KP_TOKEN_2=<token> python kp_methods.py
+
+KP_TOKEN_2 is a token for a second subject (dual authorization needs two users).
 
 A fresh instance id each run keeps the results independent of earlier runs.
 """
@@ -23,6 +25,8 @@ TOKEN = os.environ["KP_TOKEN"]
 
 kp = IbmKeyProtectApiV2(authenticator=BearerTokenAuthenticator(TOKEN))
 kp.set_service_url(URL)
+kp2 = IbmKeyProtectApiV2(authenticator=BearerTokenAuthenticator(os.environ["KP_TOKEN_2"]))
+kp2.set_service_url(URL)
 rows = []
 
 
@@ -81,7 +85,7 @@ imported = call(
     lambda: kp.create_key(bluemix_instance=I, key_create_body=body(key_body("imported", False, payload=material))),
 )
 imported_id = imported["resources"][0]["id"]
-call(
+override = call(
     "create_key_with_policies_overrides",
     "root key, dualAuthDelete on",
     lambda: kp.create_key_with_policies_overrides(
@@ -89,6 +93,7 @@ call(
         key_with_policy_overrides_create_body=body(key_body("override", False, dualAuthDelete={"enabled": True})),
     ),
 )
+override_id = override["resources"][0]["id"]
 call("get_keys", "no arguments (`state=`)", lambda: kp.get_keys(bluemix_instance=I))
 call("get_keys", "`state=[1, 5]` (`state=1%2C5`)", lambda: kp.get_keys(bluemix_instance=I, state=[1, 5]))
 call(
@@ -137,10 +142,16 @@ call("disable_key", "", lambda: kp.disable_key(id=root_id, bluemix_instance=I))
 call("enable_key", "right after disable", lambda: kp.enable_key(id=root_id, bluemix_instance=I))
 call("set_key_for_deletion", "key without dual auth", lambda: kp.set_key_for_deletion(id=root_id, bluemix_instance=I))
 call("unset_key_for_deletion", "key without dual auth", lambda: kp.unset_key_for_deletion(id=root_id, bluemix_instance=I))
+call("set_key_for_deletion", "dual-auth key", lambda: kp.set_key_for_deletion(id=override_id, bluemix_instance=I))
+call("unset_key_for_deletion", "dual-auth key", lambda: kp.unset_key_for_deletion(id=override_id, bluemix_instance=I))
+call("set_key_for_deletion", "dual-auth key, again", lambda: kp.set_key_for_deletion(id=override_id, bluemix_instance=I))
+call("delete_key", "dual-auth key, by the user who authorized", lambda: kp.delete_key(id=override_id, bluemix_instance=I))
+call("delete_key", "dual-auth key, by a second user", lambda: kp2.delete_key(id=override_id, bluemix_instance=I))
+call("purge_key", "right after deletion", lambda: kp.purge_key(id=override_id, bluemix_instance=I))
 call("sync_associated_resources", "", lambda: kp.sync_associated_resources(id=root_id, bluemix_instance=I))
 call("delete_key", "imported root key", lambda: kp.delete_key(id=imported_id, bluemix_instance=I))
 call("restore_key", "imported root key", lambda: kp.restore_key(id=imported_id, bluemix_instance=I))
-call("purge_key", "", lambda: kp.purge_key(id=std_id, bluemix_instance=I))
+call("purge_key", "key not deleted", lambda: kp.purge_key(id=std_id, bluemix_instance=I))
 call("patch_key", "move to key ring `default`", lambda: kp.patch_key(id=root_id, bluemix_instance=I, key_patch_body=body({"keyRingID": "default"})))
 call("create_key_alias", "", lambda: kp.create_key_alias(id=root_id, alias="my-alias", bluemix_instance=I))
 call("delete_key_alias", "", lambda: kp.delete_key_alias(id=root_id, alias="my-alias", bluemix_instance=I))

@@ -5,8 +5,13 @@ key list as the SDK sends it, and the reference's own reproductions of UNAUTHORI
 CONFIG_RULE_CONFLICT_ERR and KEY_CREATE_IMPORT_ACCESS_ERR (set the policy through the API, then
 the refused call), asserting status, code and the envelope byte for byte.
 
+Then the dev KMS as Key Protect: dual authorization across two users (KP_TOKEN and KP_TOKEN_2
+name two subjects), one rotation an hour, key policies, aliases, key rings with X-Kms-Key-Ring
+and patch_key, purge's waiting rule, registrations, and KMIP's refusal.
+
 Run by tests/python_client.rs with KP_URL (the public listener), KP_PRIVATE_URL (the private
-listener), KP_INSTANCE and KP_TOKEN (a token the gateway accepts) in the environment.
+listener), KP_INSTANCE, KP_TOKEN and KP_TOKEN_2 (tokens the gateway accepts, for two different
+subjects) in the environment.
 Prints one line per step; exits non-zero on the first failed assertion.
 """
 
@@ -340,6 +345,138 @@ enforced = result(kp_private.get_instance_policy(bluemix_instance=private_only))
 assert [p["policy_type"] for p in enforced] == ["allowedNetwork"], enforced
 assert enforced[0]["policy_data"]["attributes"]["allowed_network"] == "private-only", enforced
 step("get_instance_policy shows the enforced policy (private listener)")
+
+# ---- The dev KMS as Key Protect (issue 13, item 4) ----
+kp2 = IbmKeyProtectApiV2(authenticator=BearerTokenAuthenticator(os.environ["KP_TOKEN_2"]))
+kp2.set_service_url(URL)
+I2 = instance(0xC1)  # an instance of its own: no policies from the steps above
+
+
+def refused(fn, status: int, code: str, error_msg: str = None, message: str = None):
+    try:
+        fn()
+    except ApiException as e:
+        assert e.status_code == status, (e.status_code, e.http_response.text)
+        reason = e.http_response.json()["resources"][0]["reasons"][0]
+        assert reason["code"] == code, e.http_response.text
+        if error_msg is not None:
+            assert e.http_response.json()["resources"][0]["errorMsg"] == error_msg, e.http_response.text
+        if message is not None:
+            assert reason["message"] == message, e.http_response.text
+        assert e.http_response.headers.get("kmsgate-reason") is None, "the dev KMS refused, not the gateway"
+        return
+    raise AssertionError(f"expected {status} {code}")
+
+
+def new_root(client, name: str, **extra) -> str:
+    try:
+        created = _new_root(client, name, **extra)
+    except ApiException as e:
+        raise AssertionError(f"create_key_with_policies_overrides: {e.status_code} {e.http_response.text}") from e
+    return result(created)["resources"][0]["id"]
+
+
+def _new_root(client, name: str, **extra):
+    return client.create_key_with_policies_overrides(
+        bluemix_instance=I2,
+        key_with_policy_overrides_create_body=body(
+            {
+                "metadata": {"collectionType": "application/vnd.ibm.kms.key+json", "collectionTotal": 1},
+                "resources": [dict({"type": "application/vnd.ibm.kms.key+json", "name": name, "extractable": False}, **extra)],
+            }
+        ),
+    )
+
+
+guarded = new_root(kp, "guarded", dualAuthDelete={"enabled": True})
+NOT_MET = (
+    "Conflict: 1 prior authorization(s) are required for deletion: Key could not be deleted. "
+    "Please see `reasons` for more details."
+)
+refused(lambda: kp.delete_key(id=guarded, bluemix_instance=I2), 409, "AUTHORIZATIONS_NOT_MET", NOT_MET)
+assert kp.set_key_for_deletion(id=guarded, bluemix_instance=I2).get_status_code() == 204
+refused(
+    lambda: kp.delete_key(id=guarded, bluemix_instance=I2),
+    409,
+    "AUTHORIZATIONS_NOT_MET",
+    NOT_MET,
+    "Number of authorizations required to delete is not met",
+)
+deleted = kp2.delete_key(id=guarded, bluemix_instance=I2, prefer="return=representation")
+assert deleted.get_status_code() == 200, deleted.get_status_code()
+assert result(deleted)["resources"][0]["deleted"] is True
+plain = new_root(kp, "plain")
+refused(
+    lambda: kp.set_key_for_deletion(id=plain, bluemix_instance=I2),
+    409,
+    "NOT_DUAL_AUTH_ERR",
+    "Conflict: Action could not be performed on key. Please see `reasons` for more details.",
+    "The key is not dual auth enabled and cannot be set for deletion",
+)
+step("dual authorization: set_key_for_deletion by one user, delete_key by the same 409, by another 200")
+
+assert kp.rotate_key(id=plain, bluemix_instance=I2, key_action_rotate_body=body({})).get_status_code() == 204
+refused(
+    lambda: kp.rotate_key(id=plain, bluemix_instance=I2, key_action_rotate_body=body({})),
+    409,
+    "KEY_ROTATION_NOT_PERMITTED",
+    "Conflict: Action could not be performed on key: Please see `reasons` for more details (KEY_ROTATION_NOT_PERMITTED)",
+    "This root key has been rotated within the last hour: Only one 'rotate' action per hour is permitted",
+)
+step("rotate_key twice within the hour: 409 KEY_ROTATION_NOT_PERMITTED")
+
+policies = kp.put_policy(
+    id=plain,
+    bluemix_instance=I2,
+    policy="rotation",
+    key_policy_put_body={
+        "metadata": {"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 1},
+        "resources": [{"type": "application/vnd.ibm.kms.policy+json", "rotation": {"enabled": True, "interval_month": 3}}],
+    },
+)
+assert policies.get_status_code() == 200, policies.get_status_code()
+got = result(kp.get_policy(id=plain, bluemix_instance=I2))["resources"]
+assert [p.get("rotation") for p in got] == [{"enabled": True, "interval_month": 3}], got
+step("put_policy + get_policy (key policy: rotation)")
+
+alias = kp.create_key_alias(id=plain, alias="plain-alias", bluemix_instance=I2)
+assert alias.get_status_code() == 201, alias.get_status_code()
+by_alias = result(kp.get_key_metadata(id="plain-alias", bluemix_instance=I2))["resources"][0]
+assert by_alias["id"] == plain, by_alias
+assert kp.delete_key_alias(id=plain, alias="plain-alias", bluemix_instance=I2).get_status_code() == 204
+step("create_key_alias, get by alias, delete_key_alias")
+
+assert kp.create_key_ring(key_ring_id="ring-py", bluemix_instance=I2).get_status_code() == 201
+rings = [r["id"] for r in result(kp.list_key_rings(bluemix_instance=I2))["resources"]]
+assert rings == ["default", "ring-py"], rings
+in_ring = kp.create_key(
+    bluemix_instance=I2, x_kms_key_ring="ring-py", key_create_body=key_create_body("in-ring", False)
+)
+in_ring = result(in_ring)["resources"][0]
+assert in_ring["keyRingID"] == "ring-py", in_ring
+listed = result(kp.get_keys(bluemix_instance=I2, x_kms_key_ring="ring-py"))["resources"]
+assert [k["id"] for k in listed] == [in_ring["id"]], listed
+refused(lambda: kp.delete_key_ring(key_ring_id="ring-py", bluemix_instance=I2), 409, "KEY_ACTION_INVALID_STATE_ERR")
+moved = kp.patch_key(id=in_ring["id"], bluemix_instance=I2, key_patch_body=body({"keyRingID": "default"}))
+assert result(moved)["resources"][0]["keyRingID"] == "default"
+assert kp.delete_key_ring(key_ring_id="ring-py", bluemix_instance=I2).get_status_code() == 204
+step("key rings: create, list, X-Kms-Key-Ring, patch_key moves the key, delete")
+
+refused(
+    lambda: kp.purge_key(id=guarded, bluemix_instance=I2),
+    409,
+    "REQ_TOO_EARLY_ERR",
+    "Conflict: Key could not be purged: Please see 'reasons' for more details (REQ_TOO_EARLY_ERR)",
+)
+step("purge_key right after deletion: 409 REQ_TOO_EARLY_ERR (4 h)")
+
+for registrations in (
+    kp.get_registrations(id=plain, bluemix_instance=I2),
+    kp.get_registrations_all_keys(bluemix_instance=I2),
+):
+    assert result(registrations)["resources"] == [], registrations.get_result()
+refused(lambda: kp.get_kmip_adapters(bluemix_instance=I2), 403, "FEATURE_RESTRICTED_ERR")
+step("get_registrations (none); KMIP refused (FEATURE_RESTRICTED_ERR)")
 
 print("all steps passed", flush=True)
 sys.exit(0)
