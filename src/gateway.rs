@@ -312,6 +312,7 @@ impl Gateway {
             self.stack.clone(),
             self.options.clone(),
             proxy_protocol(&self.config, ListenerName::Public, &self.options),
+            Some(self.metrics.listener(ListenerKind::Public)),
             stop_rx.clone(),
         ));
         if let Some(private) = self.private {
@@ -321,6 +322,7 @@ impl Gateway {
                 self.stack.clone(),
                 self.options.clone(),
                 proxy_protocol(&self.config, ListenerName::Private, &self.options),
+                Some(self.metrics.listener(ListenerKind::Private)),
                 stop_rx.clone(),
             ));
         }

@@ -2,15 +2,21 @@
 //!
 //! Every handle a request touches is resolved at start-up and indexed by enum
 //! ([`Reason::index`], [`Route::index`]), so the hot path never hashes a label set. Labels come
-//! from closed sets only: reason codes, route names, outcomes, status classes.
+//! from closed sets only: reason codes, route names, outcomes, status classes, listeners.
+//! The one exception to "resolved at start-up" is a route's duration histogram: it is resolved
+//! on the route's first request (then kept), so a sidecar whose application uses five routes
+//! exposes five histograms, not one per Key Protect operation.
 
-use std::sync::Arc;
+mod process;
+
+use std::sync::{Arc, OnceLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::conn::ListenerKind;
 use crate::reason::Reason;
 use crate::route::Route;
 
@@ -41,9 +47,10 @@ impl Outcome {
 /// The label of upstream reason codes that are not in the catalogue.
 pub const OTHER_CODE: &str = "OTHER";
 
+/// From a refusal (tens of µs: all below the first bucket) to a slow KMS; 1s is one of them
+/// (the `KmsgateHighLatency` alert's threshold).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
 /// The gateway's metrics. Cheap to clone.
@@ -57,7 +64,11 @@ struct Inner {
     rejections: Vec<IntCounter>,
     shadow_rejections: Vec<IntCounter>,
     requests: Vec<[IntCounter; 3]>,
-    request_duration: Vec<Histogram>,
+    /// Per route, resolved from `duration_vec` on the route's first request.
+    request_duration: Vec<OnceLock<Histogram>>,
+    duration_vec: HistogramVec,
+    /// Per listener kind (`ListenerKind as usize`).
+    listeners: [ListenerMetrics; 2],
     upstream_duration: Histogram,
     upstream_responses: [IntCounter; 5],
     upstream_reasons: Vec<IntCounter>,
@@ -139,10 +150,11 @@ impl Metrics {
             &["route"],
         ));
         reg(Box::new(duration_vec.clone()));
-        let request_duration = Route::ALL
-            .iter()
-            .map(|r| duration_vec.with_label_values(&[r.as_str()]))
-            .collect();
+        let request_duration: Vec<OnceLock<Histogram>> =
+            Route::ALL.iter().map(|_| OnceLock::new()).collect();
+        // `other` from the start, so the family is always there to scrape and query.
+        let _ = request_duration[Route::Other.index()]
+            .set(duration_vec.with_label_values(&[Route::Other.as_str()]));
 
         let upstream_duration = must(Histogram::with_opts(
             HistogramOpts::new(
@@ -191,6 +203,43 @@ impl Metrics {
         reg(Box::new(build.clone()));
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
+        let open_vec = must(IntGaugeVec::new(
+            Opts::new(
+                "kmsgate_open_connections",
+                "Client connections open now, by listener",
+            ),
+            &["listener"],
+        ));
+        reg(Box::new(open_vec.clone()));
+        let in_flight_vec = must(IntGaugeVec::new(
+            Opts::new(
+                "kmsgate_in_flight_requests",
+                "Client requests received and not yet answered with response headers, by listener",
+            ),
+            &["listener"],
+        ));
+        reg(Box::new(in_flight_vec.clone()));
+        let waits_vec = must(IntCounterVec::new(
+            Opts::new(
+                "kmsgate_connection_limit_waits_total",
+                "Accepted connections that found all listen.max_connections slots taken and waited for one, by listener",
+            ),
+            &["listener"],
+        ));
+        reg(Box::new(waits_vec.clone()));
+        let listeners = [ListenerKind::Public, ListenerKind::Private].map(|kind| {
+            let label = [kind.as_str()];
+            ListenerMetrics {
+                open_connections: open_vec.with_label_values(&label),
+                in_flight_requests: in_flight_vec.with_label_values(&label),
+                connection_limit_waits: waits_vec.with_label_values(&label),
+            }
+        });
+
+        if let Some(process) = process::ProcessCollector::new() {
+            reg(Box::new(process));
+        }
+
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -198,6 +247,8 @@ impl Metrics {
                 shadow_rejections,
                 requests,
                 request_duration,
+                duration_vec,
+                listeners,
                 upstream_duration,
                 upstream_responses,
                 upstream_reasons,
@@ -226,7 +277,18 @@ impl Metrics {
     pub fn request(&self, route: Route, outcome: Outcome, seconds: f64) {
         let i = route.index();
         self.inner.requests[i][outcome as usize].inc();
-        self.inner.request_duration[i].observe(seconds);
+        self.inner.request_duration[i]
+            .get_or_init(|| self.inner.duration_vec.with_label_values(&[route.as_str()]))
+            .observe(seconds);
+    }
+
+    /// The connection and request gauges of a client listener.
+    pub fn listener(&self, kind: ListenerKind) -> ListenerMetrics {
+        self.inner.listeners[match kind {
+            ListenerKind::Public => 0,
+            ListenerKind::Private => 1,
+        }]
+        .clone()
     }
 
     /// Counts an upstream response.
@@ -257,5 +319,48 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics");
         }
         out
+    }
+}
+
+/// A client listener's gauges (`listener` label): open connections, requests in flight, and
+/// waits for a connection slot. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ListenerMetrics {
+    open_connections: IntGauge,
+    in_flight_requests: IntGauge,
+    connection_limit_waits: IntCounter,
+}
+
+impl ListenerMetrics {
+    /// A connection is open until the guard is dropped.
+    pub fn connection(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.open_connections)
+    }
+
+    /// A request is in flight until the guard is dropped.
+    pub fn request(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.in_flight_requests)
+    }
+
+    /// Counts an accepted connection that had to wait for a `listen.max_connections` slot.
+    pub fn connection_limit_wait(&self) {
+        self.connection_limit_waits.inc();
+    }
+}
+
+/// Holds one unit of a gauge; gives it back when dropped.
+#[derive(Debug)]
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    fn new(gauge: &IntGauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

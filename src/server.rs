@@ -23,6 +23,7 @@ use tower::ServiceExt;
 
 use crate::body::Body;
 use crate::conn::{ConnInfo, ListenerKind};
+use crate::metrics::ListenerMetrics;
 
 /// What every client listener shares.
 #[derive(Clone)]
@@ -53,17 +54,19 @@ pub async fn serve<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    serve_with_proxy_protocol(listener, kind, service, options, None, shutdown).await;
+    serve_with_proxy_protocol(listener, kind, service, options, None, None, shutdown).await;
 }
 
 /// [`serve`], and with `proxy_protocol` every connection must first send a PROXY header from a
-/// trusted proxy (see [`proxy_protocol`]); its source address becomes the peer.
+/// trusted proxy (see [`proxy_protocol`]); its source address becomes the peer. With `metrics`,
+/// open connections, requests in flight and connection-limit waits are counted.
 pub async fn serve_with_proxy_protocol<S>(
     listener: TcpListener,
     kind: ListenerKind,
     service: S,
     options: ServeOptions,
     proxy_protocol: Option<proxy_protocol::ProxyProtocol>,
+    metrics: Option<ListenerMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: tower_service::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
@@ -97,13 +100,22 @@ pub async fn serve_with_proxy_protocol<S>(
         };
         // The permit is taken after accepting: the listeners share the limit, and one waiting
         // in accept() must not hold a permit another listener's client needs.
-        let permit = tokio::select! {
-            permit = options.connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            _ = stopped(&mut shutdown) => break,
+        let permit = match options.connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(metrics) = &metrics {
+                    metrics.connection_limit_wait();
+                }
+                tokio::select! {
+                    permit = options.connections.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    _ = stopped(&mut shutdown) => break,
+                }
+            }
         };
+        let open = metrics.as_ref().map(ListenerMetrics::connection);
         let _ = stream.set_nodelay(true);
         let info = ConnInfo {
             peer,
@@ -117,6 +129,7 @@ pub async fn serve_with_proxy_protocol<S>(
             http: http.clone(),
             proxy_protocol: proxy_protocol.clone(),
             watcher: graceful.watcher(),
+            metrics: metrics.clone(),
         };
         // Until hyper has the connection (and drains it gracefully), shutdown just closes it.
         let stop = shutdown.clone();
@@ -125,12 +138,14 @@ pub async fn serve_with_proxy_protocol<S>(
         match &options.tls {
             None => tokio::spawn(async move {
                 let _permit = permit;
+                let _open = open;
                 conn.serve_plain(stream, stop).await;
             }),
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
+                    let _open = open;
                     conn.serve_tls(stream, acceptor, stop).await;
                 })
             }
@@ -221,6 +236,7 @@ struct Conn<S> {
     http: Arc<Http>,
     proxy_protocol: Option<proxy_protocol::ProxyProtocol>,
     watcher: Watcher,
+    metrics: Option<ListenerMetrics>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -336,12 +352,20 @@ where
             service,
             http,
             watcher,
+            metrics,
             ..
         } = self;
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let mut req = req.map(Body::incoming);
             req.extensions_mut().insert(info);
-            service.clone().oneshot(req)
+            // In flight from the request's head to the response's head.
+            let in_flight = metrics.as_ref().map(ListenerMetrics::request);
+            let response = service.clone().oneshot(req);
+            async move {
+                let response = response.await;
+                drop(in_flight);
+                response
+            }
         });
         // HTTP/1.1 inline; the other two boxed, so that they do not size every connection's
         // task (HTTP/2 connections are few and long-lived).

@@ -28,7 +28,8 @@ def fail(message):
 
 
 def names_in(expr):
-    return set(re.findall(r"\b(kmsgate_[a-z0-9_]+)", expr))
+    # The gateway's own families and the standard process_* ones.
+    return set(re.findall(r"\b((?:kmsgate|process)_[a-z0-9_]+)", expr))
 
 
 def main():
