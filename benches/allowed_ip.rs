@@ -12,9 +12,12 @@
 //! --config 'profile.dev.package.arc-swap.opt-level=3' --config 'profile.dev.package.ipnet.opt-level=3'`
 //! (the hot path is kmsgate code plus generics instantiated in it, arc-swap and ipnet).
 
+mod timing;
+
+use timing::ns_per_op;
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net};
 use kmsgate::layer::allowed_ip::check;
@@ -60,17 +63,6 @@ fn clients(nets: &[IpNet], rng: &mut Rng) -> Vec<IpAddr> {
             }
         })
         .collect()
-}
-
-fn ns_per_op(iterations: usize, mut f: impl FnMut(usize)) -> f64 {
-    for i in 0..iterations / 10 {
-        f(i);
-    }
-    let start = Instant::now();
-    for i in 0..iterations {
-        f(i);
-    }
-    start.elapsed().as_nanos() as f64 / iterations as f64
 }
 
 fn main() {

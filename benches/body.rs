@@ -2,12 +2,15 @@
 //! `BodyShape` around a no-op inner service, against the same request sent to the no-op service
 //! directly. Plain `Instant` loops, ns/op printed. Run: `cargo bench --bench body`.
 
+mod timing;
+
+use timing::ns_per_op;
+
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -51,19 +54,8 @@ where
     }
 }
 
-fn ns_per_op(iterations: u32, mut f: impl FnMut()) -> f64 {
-    for _ in 0..iterations / 10 {
-        f();
-    }
-    let start = Instant::now();
-    for _ in 0..iterations {
-        f();
-    }
-    start.elapsed().as_nanos() as f64 / f64::from(iterations)
-}
-
 fn main() {
-    let iterations = 200_000;
+    let iterations: usize = 200_000;
     let wrap = Bytes::from(format!(
         r#"{{"plaintext":"{}","aad":["tenant-a","db-17","orders-2026-europe-wst"]}}"#,
         "2eLAD3LyD3H2bq8dIDAy0A/lN9DSE/Ne3bwu40CdErs+".repeat(3)
@@ -90,13 +82,13 @@ fn main() {
             "{name} must pass"
         );
         assert!(check(route, None, body).is_ok());
-        let with = ns_per_op(iterations, || {
+        let with = ns_per_op(iterations, |_| {
             black_box(once(&mut layered, route, path, body));
         });
-        let without = ns_per_op(iterations, || {
+        let without = ns_per_op(iterations, |_| {
             black_box(once(&mut bare, route, path, body));
         });
-        let check_only = ns_per_op(iterations, || {
+        let check_only = ns_per_op(iterations, |_| {
             let _ = black_box(check(route, None, black_box(body)));
         });
         println!(

@@ -5,23 +5,15 @@
 //! Also the slow path (a percent-encoded route), for scale. Plain `Instant` loops, ns/op
 //! printed. Run: `cargo bench --bench canonical`.
 
+mod timing;
+
+use timing::ns_per_op;
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use http::Request;
 use kmsgate::Route;
 use kmsgate::layer::{instance, route};
-
-fn ns_per_op(iterations: u32, mut f: impl FnMut()) -> f64 {
-    for _ in 0..iterations / 10 {
-        f();
-    }
-    let start = Instant::now();
-    for _ in 0..iterations {
-        f();
-    }
-    start.elapsed().as_nanos() as f64 / f64::from(iterations)
-}
 
 fn request(uri: &str) -> Request<()> {
     Request::post(uri)
@@ -33,13 +25,13 @@ fn request(uri: &str) -> Request<()> {
 }
 
 fn main() {
-    let iterations = 500_000;
+    let iterations: usize = 500_000;
     let wrap = "/api/v2/keys/0f4a6b5e-1d2c-4b3a-9e8f-7a6b5c4d3e2f/actions/wrap";
     let encoded = "/api/v2/keys/0f4a6b5e-1d2c-4b3a-9e8f-7a6b5c4d3e2f/actions/%77rap";
     // A canonical request is not changed by canonicalisation, so one request serves every
     // iteration (no clone in the measured loop).
     let mut req = request(wrap);
-    let classify = ns_per_op(iterations, || {
+    let classify = ns_per_op(iterations, |_| {
         let req = black_box(&req);
         black_box(Route::classify(
             req.method(),
@@ -47,17 +39,17 @@ fn main() {
             req.uri().query(),
         ));
     });
-    let route_layer = ns_per_op(iterations, || {
+    let route_layer = ns_per_op(iterations, |_| {
         let _ = black_box(route::canonicalize(black_box(&mut req)));
     });
-    let instance = ns_per_op(iterations, || {
+    let instance = ns_per_op(iterations, |_| {
         let _ = black_box(instance::canonicalize(black_box(&mut req)));
     });
     let slow_template = request(encoded);
-    let clone_only = ns_per_op(iterations / 10, || {
+    let clone_only = ns_per_op(iterations / 10, |_| {
         black_box(black_box(&slow_template).clone());
     });
-    let slow = ns_per_op(iterations / 10, || {
+    let slow = ns_per_op(iterations / 10, |_| {
         let mut req = black_box(slow_template.clone());
         let _ = black_box(route::canonicalize(&mut req));
     });

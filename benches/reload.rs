@@ -13,6 +13,10 @@
 //! --config 'profile.dev.package.arc-swap.opt-level=3' --config 'profile.dev.package.serde_json.opt-level=3'
 //! --config 'profile.dev.package.ipnet.opt-level=3'` (or plain `cargo bench --bench reload`).
 
+mod timing;
+
+use timing::ns_per_op;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,17 +42,6 @@ fn document(i: usize) -> String {
         a = (i / 256) % 256,
         b = i % 256
     )
-}
-
-fn ns_per_op(iterations: usize, mut f: impl FnMut(usize)) -> f64 {
-    for i in 0..iterations / 10 {
-        f(i);
-    }
-    let start = Instant::now();
-    for i in 0..iterations {
-        f(i);
-    }
-    start.elapsed().as_nanos() as f64 / iterations as f64
 }
 
 fn ms(start: Instant, runs: u32) -> f64 {
