@@ -1298,3 +1298,87 @@ async fn list_queries_as_the_sdks_send_them() {
     );
     kp.gw.shutdown().await;
 }
+
+/// Secure import through the gateway, as a Key Protect client does it: the import token's
+/// public key seals the key material (RSA-OAEP SHA-256), the material seals the token's nonce
+/// (AES-GCM).
+#[tokio::test]
+async fn secure_import_through_the_gateway() {
+    use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+    use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey, PublicEncryptingKey};
+    use base64::Engine;
+    let std_b64 = base64::engine::general_purpose::STANDARD;
+    let kp = Kp::start().await;
+    let res = kp
+        .req("POST", "/api/v2/import_token")
+        .json(&json!({"expiration": 600, "maxAllowedRetrievals": 1}))
+        .send()
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let token = kp.req("GET", "/api/v2/import_token").send().await.json();
+    let pem =
+        String::from_utf8(std_b64.decode(token["payload"].as_str().unwrap()).unwrap()).unwrap();
+    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let public = PublicEncryptingKey::from_der(&std_b64.decode(der).unwrap()).unwrap();
+    let oaep = OaepPublicEncryptingKey::new(public).unwrap();
+    let nonce = std_b64.decode(token["nonce"].as_str().unwrap()).unwrap();
+    let material = [9u8; 32];
+    let seal = |plain: &[u8], iv: [u8; 12]| {
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &material).unwrap());
+        let mut data = plain.to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut data)
+            .unwrap();
+        std_b64.encode(data)
+    };
+    let mut out = vec![0u8; oaep.ciphertext_size()];
+    let payload = std_b64.encode(
+        oaep.encrypt(&OAEP_SHA256_MGF1SHA256, &material, &mut out, None)
+            .unwrap(),
+    );
+    let create = |encrypted_nonce: String| {
+        kp.req("POST", "/api/v2/keys").json(&key_body(json!({
+            "type": "application/vnd.ibm.kms.key+json", "name": "secure", "extractable": false,
+            "payload": payload, "encryptedNonce": encrypted_nonce, "iv": b64(&[1u8; 12]),
+            "encryptionAlgorithm": "RSAES_OAEP_SHA_256"
+        })))
+    };
+    let res = create(seal(b"wrong-nonce", [1; 12])).send().await;
+    assert_kms_error(
+        &res,
+        400,
+        "INCORRECT_NONCE_ERR",
+        "Bad Request: Key could not be created. Please see `reasons` for more details.",
+    );
+    let res = create(seal(&nonce, [2; 12])).send().await;
+    assert_kms_error(
+        &res,
+        400,
+        "INCORRECT_NONCE_IV_ERR",
+        "Bad Request: Key could not be created. Please see `reasons` for more details.",
+    );
+    let res = create(seal(&nonce, [1; 12])).send().await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    let key = res.json()["resources"][0].clone();
+    assert_eq!(key["imported"], true);
+    // The imported material wraps and unwraps.
+    let id = key["id"].as_str().unwrap();
+    let wrapped = kp
+        .action(
+            id,
+            "wrap",
+            Style::Path,
+            Some(json!({"plaintext": b64(b"dek")})),
+        )
+        .await
+        .json();
+    let unwrapped = kp
+        .action(
+            id,
+            "unwrap",
+            Style::Path,
+            Some(json!({"ciphertext": wrapped["ciphertext"]})),
+        )
+        .await
+        .json();
+    assert_eq!(unwrapped["plaintext"], b64(b"dek"));
+}

@@ -10,6 +10,7 @@ use super::call::{Call, json, no_content};
 use super::crypto::{self, CryptoError, Sealed, Secret};
 use super::keys;
 use super::model::{Key, State, VersionJson};
+use super::secure_import::{self, Import};
 use super::store::{Instance, now};
 use crate::body::Body;
 use crate::reason::{Operation, Reason, Rejection, Target};
@@ -26,6 +27,7 @@ struct ActionBody {
     payload: Option<String>,
     encrypted_nonce: Option<String>,
     iv: Option<String>,
+    encryption_algorithm: Option<String>,
 }
 
 /// `{"ciphertext"?, "plaintext"?, "keyVersion", "rewrappedKeyVersion"?}`.
@@ -48,6 +50,21 @@ pub(crate) fn perform(
 ) -> Result<Response<Body>, Rejection> {
     let route = call.route;
     let body: Option<ActionBody> = call.json()?;
+    // A rotation by secure import: the material is opened with the import token first.
+    let securely = match (&body, route) {
+        (Some(b), Route::KeyRotate) => secure_import::open(
+            instance.import_token.as_ref(),
+            call,
+            Import {
+                payload: b.payload.as_deref(),
+                encrypted_nonce: b.encrypted_nonce.as_deref(),
+                iv: b.iv.as_deref(),
+                algorithm: b.encryption_algorithm.as_deref(),
+            },
+            true,
+        )?,
+        _ => None,
+    };
     let key = keys::live(instance, call)?;
     if route.needs_root_key() && !key.is_root() {
         return Err(call.reject(Reason::KeyRootReq));
@@ -63,7 +80,7 @@ pub(crate) fn perform(
     match route {
         Route::KeyWrap => wrap(key, call, body.unwrap_or_default()),
         Route::KeyUnwrap | Route::KeyRewrap => unwrap(key, call, body),
-        Route::KeyRotate => rotate(key, call, body.unwrap_or_default()),
+        Route::KeyRotate => rotate(key, call, body.unwrap_or_default(), securely),
         Route::KeyEnable | Route::KeyDisable => {
             key.state = if route == Route::KeyEnable {
                 State::Active
@@ -159,16 +176,23 @@ fn unwrap(
 /// rotate: a new version with generated material, or with `payload` for an imported key.
 /// At most one rotation per `rotation_interval` (Key Protect: an hour); the first rotation of a
 /// key is never too early.
-fn rotate(key: &mut Key, call: &Call<'_>, body: ActionBody) -> Result<Response<Body>, Rejection> {
+fn rotate(
+    key: &mut Key,
+    call: &Call<'_>,
+    body: ActionBody,
+    securely: Option<Secret>,
+) -> Result<Response<Body>, Rejection> {
     if key
         .last_rotated_at
         .is_some_and(|at| at.elapsed() < call.rules.rotation_interval)
     {
         return Err(call.reject(Reason::KeyRotationNotPermitted));
     }
-    keys::refuse_secure_import(call, body.encrypted_nonce.as_deref(), body.iv.as_deref())?;
     let material = match (&body.payload, key.imported) {
-        (Some(payload), true) => keys::material(call, "payload", payload, true)?,
+        (Some(payload), true) => match securely {
+            Some(secret) => secret,
+            None => keys::material(call, "payload", payload, true)?,
+        },
         (None, true) => {
             return Err(call
                 .reject(Reason::KeyPayloadReq)

@@ -6,6 +6,9 @@ use http::{Method, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::cell::Cell;
+
+use super::crypto::ImportKeyPair;
 use super::model::Rules;
 use super::query::Query;
 use crate::body::Body;
@@ -34,6 +37,9 @@ pub(crate) struct Call<'a> {
     pub(crate) gateway_dual_auth: Option<bool>,
     /// The waiting rules.
     pub(crate) rules: Rules,
+    /// For `POST /import_token`: the key pair made before the store was locked (making one
+    /// takes a while).
+    pub(crate) import_key: Cell<Option<ImportKeyPair>>,
 }
 
 /// What `Prefer: return=…` asked for.

@@ -95,6 +95,84 @@ impl Secret {
     }
 }
 
+/// Opens an import's `encryptedNonce`: AES-GCM with the imported key material as the key and
+/// `iv` (12 bytes) as the nonce, no associated data (what Key Protect's clients seal). `None`
+/// when it does not authenticate.
+pub(crate) fn open_nonce(material: &Secret, iv: &[u8], encrypted: &[u8]) -> Option<Vec<u8>> {
+    let key = material.aead_key().ok()?;
+    let nonce = Nonce::try_assume_unique_for_key(iv).ok()?;
+    let mut data = encrypted.to_vec();
+    let plain = key.open_in_place(nonce, Aad::empty(), &mut data).ok()?;
+    Some(plain.to_vec())
+}
+
+/// The RSA key pair of an import token: the public key is handed out (PEM, base64), the private
+/// key opens the key material an import sends (RSA-OAEP).
+pub(crate) struct ImportKeyPair {
+    private: aws_lc_rs::rsa::PrivateDecryptingKey,
+    public_pem: String,
+}
+
+impl fmt::Debug for ImportKeyPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ImportKeyPair(..)")
+    }
+}
+
+/// The OAEP variants an import names in `encryptionAlgorithm`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Oaep {
+    /// `RSAES_OAEP_SHA_256` (the default).
+    Sha256,
+    /// `RSAES_OAEP_SHA_1`.
+    Sha1,
+}
+
+impl ImportKeyPair {
+    /// A fresh 4096-bit key pair (Key Protect's size).
+    pub(crate) fn generate() -> Self {
+        use aws_lc_rs::encoding::AsDer;
+        let private =
+            aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa4096)
+                .expect("RSA key generation does not fail");
+        let der = private
+            .public_key()
+            .as_der()
+            .expect("an RSA public key has a DER form");
+        let body = B64.encode(der.as_ref());
+        let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END PUBLIC KEY-----\n");
+        ImportKeyPair {
+            private,
+            public_pem: pem,
+        }
+    }
+
+    /// The public key as an import token's `payload`: the PEM (PKIX), base64-encoded.
+    pub(crate) fn public_key_payload(&self) -> String {
+        B64.encode(self.public_pem.as_bytes())
+    }
+
+    /// Opens RSA-OAEP `ciphertext`; `None` when it was not sealed with this key pair.
+    pub(crate) fn decrypt(&self, oaep: Oaep, ciphertext: &[u8]) -> Option<Secret> {
+        use aws_lc_rs::rsa::{
+            OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey,
+        };
+        let key = OaepPrivateDecryptingKey::new(self.private.clone()).ok()?;
+        let algorithm = match oaep {
+            Oaep::Sha256 => &OAEP_SHA256_MGF1SHA256,
+            Oaep::Sha1 => &OAEP_SHA1_MGF1SHA1,
+        };
+        let mut out = vec![0u8; key.min_output_size()];
+        let plain = key.decrypt(algorithm, ciphertext, &mut out, None).ok()?;
+        Some(Secret::new(plain.to_vec()))
+    }
+}
+
 /// Why a ciphertext could not be opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CryptoError {

@@ -1,6 +1,7 @@
-//! A minimal import token: `POST /api/v2/import_token` creates the instance's one token,
-//! `GET` retrieves it (counting retrievals, honouring expiry) with its `nonce`. Secure import
-//! itself is not implemented, so no public key (`payload`) is handed out.
+//! The import token: `POST /api/v2/import_token` creates the instance's one token (a fresh
+//! 4096-bit RSA key pair and a nonce), `GET` retrieves it (counting retrievals, honouring
+//! expiry) with its public key (`payload`, a base64 PEM) and `nonce`. `secure_import.rs` opens
+//! what an import sends with it.
 
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +44,11 @@ pub(crate) fn create(
             "an integer between 1 and 500 (inclusive)",
         ));
     }
+    let Some(key) = call.import_key.take() else {
+        return Err(call
+            .reject(Reason::UnprocessableCiphertext)
+            .message("the import token's key pair could not be made"));
+    };
     let created = SystemTime::now();
     let token = instance.import_token.insert(ImportToken {
         created,
@@ -50,6 +56,7 @@ pub(crate) fn create(
         max_retrievals,
         remaining: max_retrievals,
         nonce: crypto::random_bytes(8),
+        key,
     });
     Ok(json(StatusCode::OK, &token.render(false)))
 }

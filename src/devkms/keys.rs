@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::call::{Call, KEY_COLLECTION, Prefer, collection, no_content};
 use super::crypto::{self, Secret};
 use super::model::*;
+use super::secure_import::{self, Import};
 use super::store::{DEFAULT_RING, Instance, now};
 use crate::body::Body;
 use crate::reason::{Reason, Rejection};
@@ -59,21 +60,6 @@ pub(crate) fn material(
     fits.then_some(secret).ok_or_else(invalid)
 }
 
-/// Secure import (an import token's `encryptedNonce` and `iv`) is not implemented: refuses a
-/// body that carries either.
-pub(crate) fn refuse_secure_import(
-    call: &Call<'_>,
-    encrypted_nonce: Option<&str>,
-    iv: Option<&str>,
-) -> Result<(), Rejection> {
-    if encrypted_nonce.is_some() || iv.is_some() {
-        return Err(call
-            .reject(Reason::FeatureRestricted)
-            .message("Secure import with an import token is not implemented by the dev KMS"));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize)]
 struct CreateBody {
     #[serde(default)]
@@ -92,6 +78,7 @@ struct NewKey {
     payload: Option<String>,
     encrypted_nonce: Option<String>,
     iv: Option<String>,
+    encryption_algorithm: Option<String>,
     /// `/keys_with_policy_overrides` only.
     dual_auth_delete: Option<Enabled>,
 }
@@ -114,10 +101,17 @@ pub(crate) fn create(
         .ok_or_else(|| call.invalid_field("name", "a non-empty string"))?;
     // A missing `extractable` makes a root key (the Go client's zero value).
     let extractable = new.extractable.unwrap_or(false);
-    refuse_secure_import(call, new.encrypted_nonce.as_deref(), new.iv.as_deref())?;
-    let (secret, imported) = match &new.payload {
-        Some(payload) => (material(call, "payload", payload, !extractable)?, true),
-        None => (Secret::generate(), false),
+    let sealed = Import {
+        payload: new.payload.as_deref(),
+        encrypted_nonce: new.encrypted_nonce.as_deref(),
+        iv: new.iv.as_deref(),
+        algorithm: new.encryption_algorithm.as_deref(),
+    };
+    let securely = secure_import::open(instance.import_token.as_ref(), call, sealed, !extractable)?;
+    let (secret, imported) = match (securely, &new.payload) {
+        (Some(secret), _) => (secret, true),
+        (None, Some(payload)) => (material(call, "payload", payload, !extractable)?, true),
+        (None, None) => (Secret::generate(), false),
     };
     if let Some(alias) = new.aliases.iter().find(|a| instance.alias_taken(a)) {
         return Err(call.invalid_field(
@@ -292,6 +286,7 @@ struct RestoreResource {
     payload: Option<String>,
     encrypted_nonce: Option<String>,
     iv: Option<String>,
+    encryption_algorithm: Option<String>,
 }
 
 /// `POST /api/v2/keys/{id}/restore` (or `?action=restore`): only imported root keys. A
@@ -301,6 +296,21 @@ pub(crate) fn restore(
     call: &Call<'_>,
 ) -> Result<Response<Body>, Rejection> {
     let body: Option<RestoreBody> = call.json()?;
+    let resource = body.and_then(|b| b.resources.into_iter().next());
+    let securely = match &resource {
+        Some(r) => secure_import::open(
+            instance.import_token.as_ref(),
+            call,
+            Import {
+                payload: r.payload.as_deref(),
+                encrypted_nonce: r.encrypted_nonce.as_deref(),
+                iv: r.iv.as_deref(),
+                algorithm: r.encryption_algorithm.as_deref(),
+            },
+            true,
+        )?,
+        None => None,
+    };
     let key = named(instance, call)?;
     if !key.is_root() {
         return Err(call.reject(Reason::KeyRootReq));
@@ -313,20 +323,16 @@ pub(crate) fn restore(
             .reject(Reason::KeyActionInvalidState)
             .context("Key is not in destroyed state"));
     }
-    if let Some(resource) = body.and_then(|b| b.resources.into_iter().next()) {
-        refuse_secure_import(
-            call,
-            resource.encrypted_nonce.as_deref(),
-            resource.iv.as_deref(),
-        )?;
-        if let Some(payload) = &resource.payload {
-            let given = material(call, "payload", payload, true)?;
-            if given != key.latest().material {
-                return Err(
-                    call.invalid_field("payload", "the key material of the key's current version")
-                );
-            }
-        }
+    let given = match (
+        securely,
+        resource.as_ref().and_then(|r| r.payload.as_deref()),
+    ) {
+        (Some(secret), _) => Some(secret),
+        (None, Some(payload)) => Some(material(call, "payload", payload, true)?),
+        (None, None) => None,
+    };
+    if given.is_some_and(|given| given != key.latest().material) {
+        return Err(call.invalid_field("payload", "the key material of the key's current version"));
     }
     let date = now();
     key.state = State::Active;

@@ -15,7 +15,7 @@
 //! | key actions, `/actions/<a>` and `?action=<a>` | wrap, unwrap, rewrap (200 + JSON); rotate, enable, disable, setKeyForDeletion, unsetKeyForDeletion, sync (204) |
 //! | `GET`/`PUT /api/v2/instance/policies[?policy=]` | the stored policies; 204 on PUT |
 //! | `GET /api/v2/instance/allowed_ip_port` | the private port while allowedIP is enabled |
-//! | `POST`/`GET /api/v2/import_token` | a minimal import token |
+//! | `POST`/`GET /api/v2/import_token` | the import token (RSA-4096 public key and nonce on GET); secure import in `secure_import.rs` |
 //! | `GET`/`PUT /api/v2/keys/{id}/policies[?policy=]` | the key's rotation and dualAuthDelete policies (`key_policies.rs`) |
 //! | `POST`/`DELETE /api/v2/keys/{id}/aliases/{alias}` | 201 / 204; a key is found by its aliases wherever an id is taken |
 //! | `GET /api/v2/key_rings`, `POST`/`DELETE /api/v2/key_rings/{id}` | key rings (`default` always there); `X-Kms-Key-Ring` scopes key calls |
@@ -43,8 +43,7 @@
 //! key is rotated at most once per `rotation_interval` (409 `KEY_ROTATION_NOT_PERMITTED`;
 //! `[upstream.dev_kms]`, one hour by default). Errors are Key Protect's reason codes, rendered
 //! by [`Rejection::into_backend_response`]. The dev KMS does not verify tokens (the gateway
-//! does), does not enforce instance policies (the gateway does), and does not support secure
-//! import with an import token.
+//! does) and does not enforce instance policies (the gateway does).
 
 mod actions;
 mod aliases;
@@ -58,6 +57,7 @@ mod list;
 mod model;
 mod policies;
 mod query;
+mod secure_import;
 mod store;
 
 use std::convert::Infallible;
@@ -157,6 +157,15 @@ async fn handle(store: &Store, rules: Rules, req: Request<Body>) -> Response<Bod
             return list::invalid_query_of(route.operation(), &name).into_backend_response();
         }
     };
+    // A new import token's RSA key pair is made off the runtime's threads, before the store is
+    // locked.
+    let import_key = if route == Route::ImportToken && parts.method == Method::POST {
+        tokio::task::spawn_blocking(crypto::ImportKeyPair::generate)
+            .await
+            .ok()
+    } else {
+        None
+    };
     let token_subject;
     let subject = match parts.extensions.get::<Identity>() {
         Some(identity) => &*identity.subject,
@@ -180,6 +189,7 @@ async fn handle(store: &Store, rules: Rules, req: Request<Body>) -> Response<Bod
         subject,
         gateway_dual_auth,
         rules,
+        import_key: std::cell::Cell::new(import_key),
     };
     store
         .with_instance(instance, |instance| dispatch(instance, &call))

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
-use super::crypto::{self, Secret};
+use super::crypto::{self, ImportKeyPair, Secret};
 use crate::policy::model::PolicyRecords;
 
 /// The `type` of every key resource.
@@ -292,6 +292,8 @@ pub(crate) struct ImportToken {
     pub(super) max_retrievals: u32,
     pub(super) remaining: u32,
     pub(super) nonce: Vec<u8>,
+    /// The key pair whose public key the token hands out.
+    pub(super) key: ImportKeyPair,
 }
 
 #[derive(Serialize)]
@@ -302,16 +304,20 @@ pub(super) struct TokenJson {
     max_allowed_retrievals: u32,
     remaining_retrievals: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<String>,
 }
 
 impl ImportToken {
+    /// The token; with `with_nonce` (a GET) also its public key (`payload`) and `nonce`.
     pub(super) fn render(&self, with_nonce: bool) -> TokenJson {
         TokenJson {
             creation_date: humantime::format_rfc3339_seconds(self.created).to_string(),
             expiration_date: humantime::format_rfc3339_seconds(self.expires).to_string(),
             max_allowed_retrievals: self.max_retrievals,
             remaining_retrievals: self.remaining,
+            payload: with_nonce.then(|| self.key.public_key_payload()),
             nonce: with_nonce.then(|| B64.encode(&self.nonce)),
         }
     }

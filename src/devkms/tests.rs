@@ -219,10 +219,8 @@ async fn create_refuses_what_it_cannot_make() {
         json!({"name": "s", "payload": "c2VjcmV0", "encryptedNonce": "x", "iv": "y"}),
     )
     .await;
-    assert_eq!(
-        (reply.status, code(&reply)),
-        (403, "FEATURE_RESTRICTED_ERR")
-    );
+    // Secure import without an import token.
+    assert_eq!((reply.status, code(&reply)), (404, "KEY_NOT_FOUND_ERR"));
 }
 
 #[tokio::test]
@@ -1176,4 +1174,171 @@ async fn registrations_are_empty_and_kmip_is_refused() {
         "This action is not permitted on this resource: Please contact IBM Key Protect or open \
          a service ticket to enable this feature"
     );
+}
+
+/// What a Key Protect client sends for a secure import, made with the import token as the
+/// client makes it (RSA-OAEP SHA-256 of the material, AES-GCM of the nonce).
+struct SecureImport {
+    public_key: aws_lc_rs::rsa::PublicEncryptingKey,
+    nonce: Vec<u8>,
+}
+
+impl SecureImport {
+    async fn fetch(kms: &DevKms) -> SecureImport {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let reply = send(
+            kms,
+            "POST",
+            "/api/v2/import_token",
+            Some(r#"{"expiration": 600, "maxAllowedRetrievals": 5}"#),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(
+            reply.body.get("payload").is_none(),
+            "POST shows no public key"
+        );
+        let reply = send(kms, "GET", "/api/v2/import_token", None).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let pem = b64.decode(reply.body["payload"].as_str().unwrap()).unwrap();
+        let pem = String::from_utf8(pem).unwrap();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+        let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let public_key =
+            aws_lc_rs::rsa::PublicEncryptingKey::from_der(&b64.decode(der).unwrap()).unwrap();
+        assert_eq!(public_key.key_size_bits(), 4096);
+        let nonce = b64.decode(reply.body["nonce"].as_str().unwrap()).unwrap();
+        SecureImport { public_key, nonce }
+    }
+
+    /// `payload`, `encryptedNonce`, `iv` for `material`, sealing `nonce` under `iv`.
+    fn fields(&self, material: &[u8], nonce: &[u8], iv: [u8; 12]) -> (String, String, String) {
+        use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+        use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPublicEncryptingKey};
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let oaep = OaepPublicEncryptingKey::new(self.public_key.clone()).unwrap();
+        let mut out = vec![0u8; oaep.ciphertext_size()];
+        let payload = oaep
+            .encrypt(&OAEP_SHA256_MGF1SHA256, material, &mut out, None)
+            .unwrap()
+            .to_vec();
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, material).unwrap());
+        let mut sealed = nonce.to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut sealed)
+            .unwrap();
+        (b64.encode(payload), b64.encode(sealed), b64.encode(iv))
+    }
+}
+
+#[tokio::test]
+async fn secure_import_with_the_import_token() {
+    let kms = DevKms::new();
+    let token = SecureImport::fetch(&kms).await;
+    let material = [7u8; 32];
+    let (payload, encrypted_nonce, iv) = token.fields(&material, &token.nonce, [1; 12]);
+    let reply = create(
+        &kms,
+        json!({"name": "secure", "payload": payload, "encryptedNonce": encrypted_nonce, "iv": iv,
+               "encryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["resources"][0]["imported"], true);
+    let id = reply.body["resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The material is the one sent: a plain restore check with it passes after deletion.
+    assert_eq!(
+        send(&kms, "DELETE", &format!("/api/v2/keys/{id}"), None)
+            .await
+            .status,
+        204
+    );
+    let restore = json!({"resources": [{"payload": b64_std(&material)}]}).to_string();
+    let reply = send(
+        &kms,
+        "POST",
+        &format!("/api/v2/keys/{id}/restore"),
+        Some(&restore),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+
+    // Rotation by secure import.
+    let new_material = [8u8; 32];
+    let (payload, encrypted_nonce, iv) = token.fields(&new_material, &token.nonce, [2; 12]);
+    let body = json!({"payload": payload, "encryptedNonce": encrypted_nonce, "iv": iv}).to_string();
+    let reply = send(
+        &kms,
+        "POST",
+        &format!("/api/v2/keys/{id}/actions/rotate"),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(reply.status, 204, "{}", reply.body);
+
+    // Another nonce than the token's.
+    let (payload, encrypted_nonce, iv) = token.fields(&material, b"not-it!!", [3; 12]);
+    let reply = create(
+        &kms,
+        json!({"name": "s", "payload": payload, "encryptedNonce": encrypted_nonce, "iv": iv}),
+    )
+    .await;
+    assert_eq!((reply.status, code(&reply)), (400, "INCORRECT_NONCE_ERR"));
+    assert_eq!(
+        message(&reply),
+        "The encrypted nonce given does not match existing record. Please ensure the correct \
+         nonce was given in the request"
+    );
+    assert_eq!(
+        error_msg(&reply),
+        "Bad Request: Key could not be created. Please see `reasons` for more details."
+    );
+    // An iv the nonce was not sealed under.
+    let (payload, encrypted_nonce, _) = token.fields(&material, &token.nonce, [4; 12]);
+    let reply = create(
+        &kms,
+        json!({"name": "s", "payload": payload, "encryptedNonce": encrypted_nonce,
+               "iv": b64_std(&[5u8; 12])}),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (400, "INCORRECT_NONCE_IV_ERR")
+    );
+    assert_eq!(
+        message(&reply),
+        "The provided encrypted nonce was not encrypted with the key material given OR the \
+         provided IV does not match the encrypted nonce"
+    );
+    // Only one of encryptedNonce and iv.
+    let reply = create(
+        &kms,
+        json!({"name": "s", "payload": payload, "encryptedNonce": encrypted_nonce}),
+    )
+    .await;
+    assert_eq!((reply.status, code(&reply)), (400, "INVALID_FIELD_ERR"));
+    // An expired token.
+    kms.store.with_instance(INSTANCE, |instance| {
+        instance.import_token.as_mut().unwrap().expires = std::time::SystemTime::now();
+    });
+    let (payload, encrypted_nonce, iv) = token.fields(&material, &token.nonce, [6; 12]);
+    let reply = create(
+        &kms,
+        json!({"name": "s", "payload": payload, "encryptedNonce": encrypted_nonce, "iv": iv}),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, code(&reply)),
+        (409, "IMPORT_TOKEN_EXPIRED_ERR")
+    );
+    assert_eq!(message(&reply), "The import token has expired.");
+}
+
+fn b64_std(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
