@@ -74,6 +74,55 @@ fn an_unknown_key_is_an_error_naming_it() {
     assert!(err.contains("unknown.toml:3"), "{err}");
 }
 
+/// Errors that say what to do: a log level that is none, a bad RUST_LOG, an environment
+/// override naming its variable, a misspelled key with a suggestion.
+#[test]
+fn config_errors_name_the_fix() {
+    let check = |name: &str, toml: &str, env: &[(&str, &str)]| {
+        let path = temp_config(name, toml);
+        let mut cmd = kmsgate();
+        cmd.arg("check-config").arg(&path);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let base = "[upstream]\nurl = \"embedded\"\n";
+    let err = check(
+        "verbose.toml",
+        &format!("{base}[log]\nlevel = \"verbose\"\n"),
+        &[],
+    );
+    assert!(
+        err.contains("log.level") && err.contains("`verbose` is not a level"),
+        "{err}"
+    );
+    let err = check("rust-log.toml", base, &[("RUST_LOG", "kmsgate=loud")]);
+    assert!(err.contains("environment variable `RUST_LOG`"), "{err}");
+    let err = check(
+        "env-override.toml",
+        base,
+        &[("KMSGATE_LISTEN__MAX_CONNECTIONS", "lots")],
+    );
+    assert!(
+        err.contains("listen.max_connections")
+            && err.contains("environment variable KMSGATE_LISTEN__MAX_CONNECTIONS"),
+        "{err}"
+    );
+    let err = check(
+        "typo.toml",
+        &format!("{base}[shutdown]\ndrain_timout = \"5s\"\n"),
+        &[],
+    );
+    assert!(
+        err.contains("unknown key `shutdown.drain_timout` (did you mean `drain_timeout`?)")
+            && err.contains("typo.toml:4"),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_config_reads_what_a_start_reads() {
     // A listener certificate that cannot be read, and a policy file that does not parse: a
@@ -289,7 +338,14 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let res = TestRequest::new(public, "GET", "/api/v2/keys").send().await;
+    // With a W3C traceparent: its trace id joins the access-log line to the client's trace.
+    let res = TestRequest::new(public, "GET", "/api/v2/keys")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await;
     assert_eq!(
         res.status,
         200,
@@ -325,6 +381,12 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         }
     }
     assert_eq!(access.len(), 2, "{access:?}");
+    assert!(
+        access[0].contains("trace_id=4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{}",
+        access[0]
+    );
+    assert!(!access[1].contains("trace_id="), "{}", access[1]);
     assert!(
         access[1].contains("method=GET")
             && access[1].contains("status=200")

@@ -20,6 +20,9 @@ pub struct Entry<'a> {
     pub latency: Duration,
     /// The correlation id (the client's, or a generated one).
     pub correlation_id: &'a str,
+    /// The trace id of the client's W3C `traceparent` header (32 lowercase hex digits), if it
+    /// sent a valid one: joins the line to the client's trace.
+    pub trace_id: Option<&'a str>,
     /// The direct peer (or the PROXY protocol source).
     pub peer: Option<IpAddr>,
     /// The client address the policies were checked against.

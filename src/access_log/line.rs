@@ -31,6 +31,9 @@ pub(super) fn write_line(out: &mut Vec<u8>, format: LogFormat, e: &Entry<'_>, no
     millis(line.out, e.latency);
     // A sane correlation id is visible ASCII without spaces: plain in text, escaped in JSON.
     line.plain("correlation_id", e.correlation_id);
+    if let Some(trace_id) = e.trace_id {
+        line.plain("trace_id", trace_id);
+    }
     if let Some(peer) = e.peer {
         line.ip("peer", peer);
     }

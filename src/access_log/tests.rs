@@ -69,6 +69,7 @@ fn entry(correlation_id: &str) -> Entry<'_> {
         upstream_status: Some(200),
         latency: Duration::from_micros(412_345),
         correlation_id,
+        trace_id: None,
         peer: Some("127.0.0.1".parse().unwrap()),
         client: Some("10.1.2.3".parse().unwrap()),
         subject: Some("ServiceId-1"),

@@ -4,7 +4,8 @@
 //! `KMSGATE_<SECTION>__<KEY>` (`__` separates levels: `KMSGATE_UPSTREAM__URL`). Only variables
 //! that name a known section and contain `__` are read, so unrelated `KMSGATE_*` variables
 //! (Kubernetes service links such as `KMSGATE_SERVICE_HOST`) are ignored. An unknown key in the
-//! file is an error that names the key and its line. Durations are written `"2s"`, `"500ms"`.
+//! file is an error that names the key and its line (and the nearest known key, for a typo); a
+//! bad value from the environment names its variable. Durations are written `"2s"`, `"500ms"`.
 //!
 //! `config/kmsgate.example.toml` documents every key with its default.
 
@@ -175,7 +176,10 @@ pub enum LogFormat {
 pub struct LogConfig {
     /// `text` or `json`.
     pub format: LogFormat,
-    /// A tracing filter, e.g. `info` or `kmsgate=debug`. `RUST_LOG` overrides it.
+    /// A tracing filter: a level (`trace`, `debug`, `info`, `warn`, `error`, `off`) and/or
+    /// `target=level` directives, comma-separated (`info,kmsgate::auth=debug`). `RUST_LOG`
+    /// overrides it. Anything else is a config error (a bare word would otherwise silence
+    /// every log line but that target's).
     pub level: String,
     /// Write one access-log line per request (target `kmsgate::access`).
     pub access_log: bool,
@@ -308,6 +312,15 @@ impl Config {
                 })
             }));
         }
+        if env {
+            // RUST_LOG overrides log.level (see telemetry): refuse a bad one here, not silently.
+            if let Some(filter) = std::env::var_os("RUST_LOG") {
+                let filter = filter.to_string_lossy();
+                if !filter.trim().is_empty() {
+                    check_log_filter(&filter).map_err(|why| ConfigError::env("RUST_LOG", why))?;
+                }
+            }
+        }
         let source = file.map(|(p, t)| (p.to_owned(), t.to_owned()));
         let config: Config = figment
             .extract()
@@ -333,6 +346,7 @@ impl Config {
                 format!("{url:?} is not a valid URL"),
             ));
         }
+        check_log_filter(&self.log.level).map_err(|why| ConfigError::invalid("log.level", why))?;
         if self.listen.max_connections == 0 {
             return Err(ConfigError::invalid(
                 "listen.max_connections",
@@ -387,6 +401,43 @@ impl Config {
     pub fn to_redacted_toml(&self) -> String {
         toml_string(self)
     }
+}
+
+/// Checks a tracing filter (`log.level`, `RUST_LOG`): every comma-separated directive is a
+/// level or `target=level` (span filters `target[span{field}]=level` are left to tracing's own
+/// parser), and tracing's parser accepts the whole.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: &str = "trace, debug, info, warn, error or off";
+    let is_level = |s: &str| {
+        ["trace", "debug", "info", "warn", "error", "off"]
+            .iter()
+            .any(|level| level.eq_ignore_ascii_case(s.trim()))
+    };
+    if filter.trim().is_empty() {
+        return Err(format!("empty: write a level ({LEVELS})"));
+    }
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        if directive.contains('[') {
+            continue;
+        }
+        match directive.rsplit_once('=') {
+            Some((target, level)) if target.trim().is_empty() || !is_level(level) => {
+                return Err(format!(
+                    "`{directive}`: a directive is `target=level`, with a level of {LEVELS}"
+                ));
+            }
+            Some(_) => {}
+            None if is_level(directive) => {}
+            None => {
+                return Err(format!(
+                    "`{directive}` is not a level: use {LEVELS}, or `target=level` (e.g. `kmsgate=debug`)"
+                ));
+            }
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|e| format!("{filter:?}: {e}"))
 }
 
 fn toml_string(config: &Config) -> String {

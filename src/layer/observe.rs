@@ -11,7 +11,8 @@
 //!   so the count happens in one place).
 //! - **Access log**: one line per request (target `kmsgate::access`, written in batches by
 //!   [`AccessLog`]): method, route, status, reason code, upstream status, latency, correlation
-//!   id, peer and client addresses, subject. Never the Authorization header, bodies or key
+//!   id, the trace id of a valid W3C `traceparent` (the header itself is forwarded unchanged),
+//!   peer and client addresses, subject. Never the Authorization header, bodies or key
 //!   material.
 
 use std::future::Future;
@@ -153,6 +154,10 @@ where
                 id
             }
         };
+        let trace_id = match self.shared.access_log {
+            Some(_) => req.headers().get(TRACEPARENT).and_then(trace_id),
+            None => None,
+        };
         let log = Arc::new(RequestLog::default());
         let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
         let method = req.method().clone();
@@ -161,6 +166,7 @@ where
             inner: self.inner.call(req),
             start,
             correlation_id: Some(correlation_id),
+            trace_id,
             method,
             peer,
             log,
@@ -176,6 +182,7 @@ pin_project! {
         inner: F,
         start: Instant,
         correlation_id: Option<HeaderValue>,
+        trace_id: Option<TraceId>,
         method: Method,
         peer: Option<SocketAddr>,
         log: Arc<RequestLog>,
@@ -228,6 +235,7 @@ where
                 upstream_status: from_upstream.then_some(status),
                 latency: elapsed,
                 correlation_id: correlation_id.to_str().unwrap_or(""),
+                trace_id: this.trace_id.as_ref().map(TraceId::as_str),
                 peer: this.peer.map(|p| p.ip()),
                 client: this.log.client.get().copied(),
                 subject: this.log.subject.get().map(|s| &**s),
@@ -240,6 +248,49 @@ where
             .insert(CORRELATION_ID, correlation_id);
         Poll::Ready(Ok(response))
     }
+}
+
+/// The W3C Trace Context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// A trace id: 32 lowercase hex digits, copied out of a `traceparent` header.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceId([u8; 32]);
+
+impl TraceId {
+    /// The 32 hex digits.
+    pub fn as_str(&self) -> &str {
+        // Only lowercase hex digits are ever stored (see `trace_id`).
+        std::str::from_utf8(&self.0).unwrap_or("")
+    }
+}
+
+/// The trace id of a valid `traceparent` (`version-traceid-parentid-flags`, W3C Trace Context
+/// level 1): lowercase hex fields of 2, 32, 16 and 2 digits, version not `ff`, trace and parent
+/// ids not all zeros; a future version may add fields after the flags. Anything else: None.
+fn trace_id(value: &HeaderValue) -> Option<TraceId> {
+    let b = value.as_bytes();
+    let hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let zeros = |s: &[u8]| s.iter().all(|&c| c == b'0');
+    let (version, trace, parent, flags) =
+        (b.get(0..2)?, b.get(3..35)?, b.get(36..52)?, b.get(53..55)?);
+    let shape = b[2] == b'-' && b[35] == b'-' && b[52] == b'-';
+    let rest_ok = match version {
+        b"00" => b.len() == 55,
+        _ => b.len() == 55 || b[55] == b'-',
+    };
+    let valid = shape
+        && rest_ok
+        && hex(version)
+        && version != b"ff"
+        && hex(trace)
+        && !zeros(trace)
+        && hex(parent)
+        && !zeros(parent)
+        && hex(flags);
+    let mut id = [0u8; 32];
+    id.copy_from_slice(trace);
+    valid.then_some(TraceId(id))
 }
 
 fn is_sane_id(value: &HeaderValue) -> bool {
@@ -325,5 +376,34 @@ mod tests {
         assert!(!is_sane_id(
             &HeaderValue::try_from("x".repeat(200)).unwrap()
         ));
+    }
+
+    #[test]
+    fn a_valid_traceparent_gives_its_trace_id() {
+        let id =
+            |v: &str| trace_id(&HeaderValue::from_str(v).unwrap()).map(|t| t.as_str().to_owned());
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            id(&format!("00-{trace}-00f067aa0ba902b7-01")).as_deref(),
+            Some(trace)
+        );
+        // A future version may carry more fields.
+        assert_eq!(
+            id(&format!("01-{trace}-00f067aa0ba902b7-01-more")).as_deref(),
+            Some(trace)
+        );
+        for bad in [
+            format!("00-{trace}-00f067aa0ba902b7-01-more"),
+            format!("ff-{trace}-00f067aa0ba902b7-01"),
+            format!("00-{}-00f067aa0ba902b7-01", trace.to_uppercase()),
+            format!("00-{}-00f067aa0ba902b7-01", "0".repeat(32)),
+            format!("00-{trace}-0000000000000000-01"),
+            format!("00-{trace}-00f067aa0ba902b7-0"),
+            format!("00_{trace}-00f067aa0ba902b7-01"),
+            "00-abc".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(id(&bad), None, "{bad}");
+        }
     }
 }
