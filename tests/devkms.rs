@@ -24,6 +24,17 @@ impl Kp {
         }
     }
 
+    /// With `[upstream.dev_kms] action_wait = "0s"`: enable and restore need not wait.
+    async fn start_quick() -> Kp {
+        Kp {
+            gw: TestGateway::start(
+                "[upstream]\nurl = \"embedded\"\n[upstream.dev_kms]\naction_wait = \"0s\"\n",
+            )
+            .await,
+            instance: INSTANCE,
+        }
+    }
+
     fn req(&self, method: &str, path: &str) -> TestRequest {
         self.req_as(TOKEN, method, path)
     }
@@ -394,7 +405,7 @@ async fn root_key_actions_on_a_standard_key_are_400_key_root_req() {
 
 #[tokio::test]
 async fn both_action_url_styles_behave_the_same() {
-    let kp = Kp::start().await;
+    let kp = Kp::start_quick().await; // enable and restore right after the last action
     let std_key = kp.create("std", true).await["id"]
         .as_str()
         .unwrap()
@@ -936,7 +947,7 @@ async fn key_policies_aliases_rings_and_registrations() {
 
 #[tokio::test]
 async fn imported_keys_rotate_with_material_and_restore() {
-    let kp = Kp::start().await;
+    let kp = Kp::start_quick().await; // enable and restore right after the last action
     let material = b64(&[1u8; 32]);
     let res = kp
         .req("POST", "/api/v2/keys")

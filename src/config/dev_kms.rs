@@ -19,6 +19,10 @@ pub struct DevKmsConfig {
     /// `REQ_TOO_EARLY_ERR`. Key Protect: four hours.
     #[serde(with = "duration")]
     pub purge_wait: Duration,
+    /// A key may be enabled or restored this long after its last action (disable, enable,
+    /// rotate, delete, restore); earlier is 409 `REQ_TOO_EARLY_ERR`. Key Protect: 30 seconds.
+    #[serde(with = "duration")]
+    pub action_wait: Duration,
 }
 
 impl Default for DevKmsConfig {
@@ -26,6 +30,7 @@ impl Default for DevKmsConfig {
         DevKmsConfig {
             rotation_interval: Duration::from_secs(3600),
             purge_wait: Duration::from_secs(4 * 3600),
+            action_wait: Duration::from_secs(30),
         }
     }
 }

@@ -82,6 +82,11 @@ pub(crate) fn perform(
         Route::KeyUnwrap | Route::KeyRewrap => unwrap(key, call, body),
         Route::KeyRotate => rotate(key, call, body.unwrap_or_default(), securely),
         Route::KeyEnable | Route::KeyDisable => {
+            // Key Protect: enabling waits 30 seconds after the last action.
+            if route == Route::KeyEnable && key.acted_within(call.rules.action_wait) {
+                return Err(call.reject(Reason::ReqTooEarly));
+            }
+            key.last_action_at = Some(std::time::Instant::now());
             key.state = if route == Route::KeyEnable {
                 State::Active
             } else {

@@ -161,6 +161,7 @@ pub(crate) fn create(
         deleted_by: None,
         dual_auth_delete,
         deletion_authorized_by: None,
+        last_action_at: None,
         policies: KeyPolicies {
             rotation: None,
             dual_auth_delete: dual_auth_delete.then(|| Stamp::new(call.subject)),
@@ -235,6 +236,7 @@ pub(crate) fn delete(
     key.state = State::Destroyed;
     key.deletion_date = Some(date.clone());
     key.deleted_at = Some(std::time::Instant::now());
+    key.last_action_at = key.deleted_at;
     key.deleted_by = Some(call.subject.to_owned());
     key.updated = date;
     key.deletion_authorized_by = None;
@@ -331,6 +333,10 @@ pub(crate) fn restore(
         (None, Some(payload)) => Some(material(call, "payload", payload, true)?),
         (None, None) => None,
     };
+    // Key Protect: a restore waits 30 seconds after the last action (the deletion).
+    if key.acted_within(call.rules.action_wait) {
+        return Err(call.reject(Reason::ReqTooEarly));
+    }
     if given.is_some_and(|given| given != key.latest().material) {
         return Err(call.invalid_field("payload", "the key material of the key's current version"));
     }
@@ -339,6 +345,7 @@ pub(crate) fn restore(
     key.deletion_date = None;
     key.deleted_at = None;
     key.deleted_by = None;
+    key.last_action_at = Some(std::time::Instant::now());
     key.updated = date;
     Ok(respond(
         key,

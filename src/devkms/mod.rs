@@ -41,7 +41,9 @@
 //! Wrap and unwrap are real AES-GCM (aws-lc-rs, see `crypto`); rotation adds a key version and
 //! unwrapping an older version's ciphertext also returns it rewrapped with the newest. A root
 //! key is rotated at most once per `rotation_interval` (409 `KEY_ROTATION_NOT_PERMITTED`;
-//! `[upstream.dev_kms]`, one hour by default). Errors are Key Protect's reason codes, rendered
+//! `[upstream.dev_kms]`, one hour by default); enable and restore wait `action_wait` (30 s)
+//! after the key's last action, purge `purge_wait` (4 h) after deletion (409
+//! `REQ_TOO_EARLY_ERR`). Errors are Key Protect's reason codes, rendered
 //! by [`Rejection::into_backend_response`]. The dev KMS does not verify tokens (the gateway
 //! does) and does not enforce instance policies (the gateway does).
 
@@ -108,6 +110,7 @@ impl DevKms {
             rules: Rules {
                 rotation_interval: config.rotation_interval,
                 purge_wait: config.purge_wait,
+                action_wait: config.action_wait,
             },
         }
     }

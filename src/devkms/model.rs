@@ -25,6 +25,8 @@ pub(crate) struct Rules {
     pub(crate) rotation_interval: Duration,
     /// A deleted key may be purged this long after its deletion (Key Protect: four hours).
     pub(crate) purge_wait: Duration,
+    /// A key may be enabled or restored this long after its last action (Key Protect: 30 s).
+    pub(crate) action_wait: Duration,
 }
 
 impl Default for Rules {
@@ -32,6 +34,7 @@ impl Default for Rules {
         Rules {
             rotation_interval: Duration::from_secs(3600),
             purge_wait: Duration::from_secs(4 * 3600),
+            action_wait: Duration::from_secs(30),
         }
     }
 }
@@ -93,6 +96,9 @@ pub(crate) struct Key {
     /// The subject that did `setKeyForDeletion`, until the key is deleted or the
     /// authorization is withdrawn.
     pub(crate) deletion_authorized_by: Option<String>,
+    /// When the key's state last changed by an action (disable, enable, rotate, delete,
+    /// restore): enable and restore wait `action_wait` after it.
+    pub(crate) last_action_at: Option<Instant>,
     /// The key's own policies (`/keys/{id}/policies`).
     pub(crate) policies: KeyPolicies,
     /// Purged: gone for good (kept only so indexes into the key list stay valid).
@@ -133,6 +139,7 @@ impl Key {
     pub(crate) fn rotate(&mut self, material: Secret) {
         let date = now();
         self.last_rotated_at = Some(Instant::now());
+        self.last_action_at = self.last_rotated_at;
         self.versions.push(Version {
             id: crypto::uuid_v4(),
             created: date.clone(),
@@ -140,6 +147,11 @@ impl Key {
         });
         self.updated = date.clone();
         self.last_rotated = Some(date);
+    }
+
+    /// True when the last action was less than `wait` ago.
+    pub(crate) fn acted_within(&self, wait: Duration) -> bool {
+        self.last_action_at.is_some_and(|at| at.elapsed() < wait)
     }
 
     /// The key as Key Protect renders it.

@@ -289,7 +289,7 @@ async fn list_filters_by_state_and_extractable() {
 
 #[tokio::test]
 async fn actions_accept_a_null_body_and_refuse_misplaced_payloads() {
-    let kms = DevKms::new();
+    let kms = quick(); // enable and restore right after the last action
     let id = create(&kms, json!({"name": "r"})).await.body["resources"][0]["id"]
         .as_str()
         .unwrap()
@@ -330,7 +330,7 @@ async fn actions_accept_a_null_body_and_refuse_misplaced_payloads() {
 
 #[tokio::test]
 async fn restore_checks_the_material_it_is_given() {
-    let kms = DevKms::new();
+    let kms = quick(); // enable and restore right after the last action
     let material = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
     let id = create(&kms, json!({"name": "r", "payload": material}))
         .await
@@ -628,6 +628,7 @@ fn quick() -> DevKms {
     DevKms::with_config(&crate::config::DevKmsConfig {
         rotation_interval: std::time::Duration::ZERO,
         purge_wait: std::time::Duration::ZERO,
+        action_wait: std::time::Duration::ZERO,
     })
 }
 
@@ -1234,7 +1235,7 @@ impl SecureImport {
 
 #[tokio::test]
 async fn secure_import_with_the_import_token() {
-    let kms = DevKms::new();
+    let kms = quick();
     let token = SecureImport::fetch(&kms).await;
     let material = [7u8; 32];
     let (payload, encrypted_nonce, iv) = token.fields(&material, &token.nonce, [1; 12]);
@@ -1341,4 +1342,38 @@ async fn secure_import_with_the_import_token() {
 fn b64_std(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[tokio::test]
+async fn enable_and_restore_wait_after_the_last_action() {
+    let kms = DevKms::new();
+    let id = key(&kms, json!({"name": "r"})).await;
+    let action = |a: &str| format!("/api/v2/keys/{id}/actions/{a}");
+    assert_eq!(
+        send(&kms, "POST", &action("disable"), None).await.status,
+        204
+    );
+    let reply = send(&kms, "POST", &action("enable"), None).await;
+    assert_eq!((reply.status, code(&reply)), (409, "REQ_TOO_EARLY_ERR"));
+    assert_eq!(
+        message(&reply),
+        "The key was updated recently: Please wait and try again"
+    );
+    assert!(
+        error_msg(&reply).starts_with("Conflict: Key could not be enabled"),
+        "{}",
+        error_msg(&reply)
+    );
+    // Restore: 30 s after the deletion.
+    let material = b64_std(&[3u8; 32]);
+    let imported = key(&kms, json!({"name": "i", "payload": material})).await;
+    let path = format!("/api/v2/keys/{imported}");
+    assert_eq!(send(&kms, "DELETE", &path, None).await.status, 204);
+    let reply = send(&kms, "POST", &format!("{path}/restore"), None).await;
+    assert_eq!((reply.status, code(&reply)), (409, "REQ_TOO_EARLY_ERR"));
+    assert!(
+        error_msg(&reply).starts_with("Conflict: Key could not be restored"),
+        "{}",
+        error_msg(&reply)
+    );
 }

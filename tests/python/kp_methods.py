@@ -138,8 +138,15 @@ call(
 )
 call("rotate_key", "", lambda: kp.rotate_key(id=root_id, bluemix_instance=I, key_action_rotate_body=body({})))
 call("rotate_key", "again within the hour", lambda: kp.rotate_key(id=root_id, bluemix_instance=I, key_action_rotate_body=body({})))
-call("disable_key", "", lambda: kp.disable_key(id=root_id, bluemix_instance=I))
-call("enable_key", "right after disable", lambda: kp.enable_key(id=root_id, bluemix_instance=I))
+# A key of its own for disable and enable: Key Protect refuses the enable for 30 s, and the key
+# stays disabled.
+to_disable = call(
+    "create_key",
+    "root key to disable",
+    lambda: kp.create_key(bluemix_instance=I, key_create_body=body(key_body("to-disable", False))),
+)["resources"][0]["id"]
+call("disable_key", "", lambda: kp.disable_key(id=to_disable, bluemix_instance=I))
+call("enable_key", "right after disable", lambda: kp.enable_key(id=to_disable, bluemix_instance=I))
 call("set_key_for_deletion", "key without dual auth", lambda: kp.set_key_for_deletion(id=root_id, bluemix_instance=I))
 call("unset_key_for_deletion", "key without dual auth", lambda: kp.unset_key_for_deletion(id=root_id, bluemix_instance=I))
 call("set_key_for_deletion", "dual-auth key", lambda: kp.set_key_for_deletion(id=override_id, bluemix_instance=I))

@@ -425,6 +425,17 @@ refused(
 )
 step("rotate_key twice within the hour: 409 KEY_ROTATION_NOT_PERMITTED")
 
+to_disable = new_root(kp, "to-disable")
+assert kp.disable_key(id=to_disable, bluemix_instance=I2).get_status_code() == 204
+refused(
+    lambda: kp.enable_key(id=to_disable, bluemix_instance=I2),
+    409,
+    "REQ_TOO_EARLY_ERR",
+    "Conflict: Key could not be enabled: Please see `reasons` for more details (REQ_TOO_EARLY_ERR)",
+    "The key was updated recently: Please wait and try again",
+)
+step("enable_key right after disable_key: 409 REQ_TOO_EARLY_ERR (30 s)")
+
 policies = kp.put_policy(
     id=plain,
     bluemix_instance=I2,
