@@ -64,6 +64,16 @@ pub fn client_config(ca_file: Option<&Path>, key: &str) -> Result<ClientConfig, 
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))?;
+            if certs.is_empty() {
+                // Every HTTPS connection would fail verification: say so now, not per request.
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                        path.display()
+                    ),
+                ));
+            }
             for cert in certs {
                 roots
                     .add(cert)

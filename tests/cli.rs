@@ -153,6 +153,43 @@ fn check_config_reads_what_a_start_reads() {
     assert!(err.contains("inst-a.json"), "{err}");
 }
 
+/// A CA bundle or certificate file without a certificate is a config error, not a failure on
+/// every connection.
+#[test]
+fn a_pem_file_without_a_certificate_is_refused() {
+    let empty = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let path = temp_config(
+        "empty-ca.toml",
+        &format!(
+            "[upstream]\nurl = \"https://kms.example\"\nca_file = {:?}\n",
+            empty.display().to_string()
+        ),
+    );
+    let out = kmsgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("upstream.ca_file") && err.contains("holds no PEM certificate"),
+        "{err}"
+    );
+    let path = temp_config(
+        "empty-cert.toml",
+        &format!(
+            "[upstream]\nurl = \"embedded\"\n[listen.tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            empty.display().to_string(),
+            empty.display().to_string()
+        ),
+    );
+    let out = kmsgate().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("listen.tls.cert_file") && err.contains("holds no PEM certificate"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_bad_upstream_url_is_refused() {
     let path = temp_config("bad-url.toml", "[upstream]\nurl = \"ftp://kms\"\n");

@@ -20,6 +20,15 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
                 format!("{}: {e}", config.cert_file.display()),
             )
         })?;
+    if certs.is_empty() {
+        return Err(ConfigError::invalid(
+            "listen.tls.cert_file",
+            format!(
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                config.cert_file.display()
+            ),
+        ));
+    }
     let key = PrivateKeyDer::from_pem_file(&config.key_file).map_err(|e| {
         ConfigError::invalid(
             "listen.tls.key_file",
@@ -29,7 +38,17 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, ConfigError> {
     let mut server = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| ConfigError::invalid("listen.tls", e))?;
+        .map_err(|e| match e {
+            tokio_rustls::rustls::Error::InconsistentKeys(_) => ConfigError::invalid(
+                "listen.tls.key_file",
+                format!(
+                    "{} is not the private key of the certificate in {}",
+                    config.key_file.display(),
+                    config.cert_file.display()
+                ),
+            ),
+            e => ConfigError::invalid("listen.tls", e),
+        })?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
