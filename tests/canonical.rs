@@ -102,12 +102,14 @@ async fn percent_encoded_routes_are_decided_as_the_route_they_decode_to() {
     let res = gw
         .request("PUT", "/api/v2/instance/%70olicies")
         .header("bluemix-instance", LOCKED)
-        .body(r#"{"metadata":{"collectionType":"application/vnd.ibm.kms.policy+json","collectionTotal":2},"resources":[]}"#)
+        .body(r#"{"metadata":{"collectionType":"application/vnd.ibm.kms.policy+json","collectionTotal":2},"resources":[{"policy_type":"allowedNetwork","policy_data":{"enabled":true,"attributes":{"allowed_network":"private-only"}}}]}"#)
         .send()
         .await;
-    assert_eq!(res.status, 400, "{}", res.text());
-    assert!(res.header("kmsgate-reason").is_some());
-    assert_eq!(upstream.count(), 0);
+    assert_refused(&res, 400, "COLLECTION_TOTAL_MISMATCH_ERR", &upstream);
+    assert_eq!(
+        res.json()["resources"][0]["errorMsg"],
+        "Bad Request: Instance policy could not be created. Please see `reasons` for more details."
+    );
 }
 
 #[tokio::test]
@@ -276,6 +278,8 @@ fn raw_request(target: &str, hosts: &[&str]) -> String {
     request
 }
 
+/// The status and `kmsgate-reason` of a raw response; for a refusal, also checks that the body
+/// is Key Protect's envelope carrying that code.
 fn status_and_reason(response: &str) -> (u16, Option<String>) {
     let status = response
         .split(' ')
@@ -286,6 +290,21 @@ fn status_and_reason(response: &str) -> (u16, Option<String>) {
         .lines()
         .find_map(|l| l.strip_prefix("kmsgate-reason: "))
         .map(str::to_owned);
+    if let Some(code) = &reason {
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let envelope: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("a refusal's body is JSON ({e}): {body:?}"));
+        assert_eq!(
+            envelope["metadata"]["collectionType"],
+            "application/vnd.ibm.kms.error+json"
+        );
+        assert_eq!(envelope["metadata"]["collectionTotal"], 1);
+        assert_eq!(
+            envelope["resources"][0]["reasons"][0]["code"],
+            code.as_str()
+        );
+        assert_eq!(envelope["resources"][0]["reasons"][0]["status"], status);
+    }
     (status, reason)
 }
 

@@ -134,4 +134,25 @@ mod tests {
         assert!(!lookup(&store, &req).private_only);
         assert!(!lookup(&store, &Request::new(())).private_only);
     }
+
+    #[test]
+    fn the_store_finds_an_instance_in_any_uuid_spelling() {
+        let id = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9";
+        let model = InstancePolicies {
+            allowed_network: Some(AllowedNetwork {
+                enabled: true,
+                allowed_network: NetworkAccess::PrivateOnly,
+            }),
+            ..Default::default()
+        };
+        // Configured in one spelling, asked for in others: the store is keyed canonically.
+        let store = PolicyStore::new(Snapshot::new([(id.to_uppercase(), model)], None));
+        for spelling in [id.to_owned(), format!("{{{id}}}"), id.replace('-', "")] {
+            let req = Request::builder()
+                .header("bluemix-instance", spelling.as_str())
+                .body(())
+                .unwrap();
+            assert!(lookup(&store, &req).private_only, "{spelling}");
+        }
+    }
 }

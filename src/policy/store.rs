@@ -121,16 +121,21 @@ impl Snapshot {
     /// The policies for the instance named `instance` (the default when it is not listed).
     #[inline]
     pub fn get(&self, instance: Option<&str>) -> &Arc<ActivePolicy> {
-        instance
-            .and_then(|id| self.instances.get(id))
-            .unwrap_or(&self.fallback)
+        self.own_policies(instance).unwrap_or(&self.fallback)
+    }
+
+    /// The instance's own policies, looked up by its canonical id (any UUID spelling finds them;
+    /// a canonical id is recognised on its bytes, without allocating).
+    #[inline]
+    fn own_policies(&self, instance: Option<&str>) -> Option<&Arc<ActivePolicy>> {
+        self.instances.get(&*canonical::instance_key(instance?))
     }
 
     /// Like [`get`](Snapshot::get), but `None` for an instance without policies of its own when
     /// unknown instances are refused.
     #[inline]
     pub fn find(&self, instance: Option<&str>) -> Option<&Arc<ActivePolicy>> {
-        match instance.and_then(|id| self.instances.get(id)) {
+        match self.own_policies(instance) {
             Some(policy) => Some(policy),
             None if self.options.reject_unknown => None,
             None => Some(&self.fallback),
@@ -139,7 +144,7 @@ impl Snapshot {
 
     /// The instance's own policies, if it has any (not the default).
     pub fn own(&self, instance: &str) -> Option<&Arc<ActivePolicy>> {
-        self.instances.get(instance)
+        self.own_policies(Some(instance))
     }
 
     /// This snapshot with `instance`'s policies replaced by `records`.
