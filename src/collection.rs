@@ -16,6 +16,9 @@ pub struct Collection<'a, T> {
 struct Metadata {
     collection_type: &'static str,
     collection_total: usize,
+    /// `totalCount` of a list asked for with `?totalCount=true`: every match, not only this page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_count: Option<usize>,
 }
 
 impl<'a, T> Collection<'a, T> {
@@ -25,9 +28,16 @@ impl<'a, T> Collection<'a, T> {
             metadata: Metadata {
                 collection_type,
                 collection_total: resources.len(),
+                total_count: None,
             },
             resources,
         }
+    }
+
+    /// Adds `totalCount` (a paged list's number of matches), when `total` is given.
+    pub fn total_count(mut self, total: Option<usize>) -> Self {
+        self.metadata.total_count = total;
+        self
     }
 }
 
@@ -45,6 +55,14 @@ mod tests {
         assert_eq!(
             json,
             r#"{"metadata":{"collectionType":"application/vnd.ibm.kms.key+json","collectionTotal":2},"resources":[1,2]}"#
+        );
+        let paged = serde_json::to_string(
+            &Collection::new("application/vnd.ibm.kms.key+json", &[1]).total_count(Some(7)),
+        )
+        .unwrap();
+        assert_eq!(
+            paged,
+            r#"{"metadata":{"collectionType":"application/vnd.ibm.kms.key+json","collectionTotal":1,"totalCount":7},"resources":[1]}"#
         );
     }
 }

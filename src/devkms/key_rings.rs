@@ -11,6 +11,7 @@ use super::keys;
 use super::model::View;
 use super::store::{DEFAULT_RING, Instance, KeyRing, now};
 use crate::body::Body;
+use crate::collection::Collection;
 use crate::reason::{Reason, Rejection};
 
 /// The `collectionType` of key rings.
@@ -32,21 +33,6 @@ impl<'a> RingJson<'a> {
             created_by: &ring.created_by,
         }
     }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ListMetadata {
-    collection_type: &'static str,
-    collection_total: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total_count: Option<usize>,
-}
-
-#[derive(Serialize)]
-struct List<'a> {
-    metadata: ListMetadata,
-    resources: Vec<RingJson<'a>>,
 }
 
 /// True for a key ring id Key Protect takes: 2–100 letters, digits and `-`.
@@ -88,14 +74,7 @@ fn list(instance: &Instance, call: &Call<'_>) -> Response<Body> {
         (call.query("totalCount") == Some("true")).then_some(instance.key_rings.len());
     json(
         StatusCode::OK,
-        &List {
-            metadata: ListMetadata {
-                collection_type: RING_COLLECTION,
-                collection_total: resources.len(),
-                total_count,
-            },
-            resources,
-        },
+        &Collection::new(RING_COLLECTION, &resources).total_count(total_count),
     )
 }
 

@@ -21,13 +21,13 @@ use std::cmp::Ordering;
 use std::time::SystemTime;
 
 use http::{Method, Response, StatusCode};
-use serde::Serialize;
 
 use super::call::{Call, KEY_COLLECTION};
 use super::model::{Key, View};
 use super::query::parse_bool;
 use super::store::Instance;
 use crate::body::Body;
+use crate::collection::Collection;
 use crate::reason::{Operation, Reason, Rejection, Target};
 
 /// `INVALID_QUERY_PARAM_ERR` for `name`: "The query_param '<name>' must be: <rule>".
@@ -410,21 +410,6 @@ impl ListQuery {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ListMetadata {
-    collection_type: &'static str,
-    collection_total: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total_count: Option<usize>,
-}
-
-#[derive(Serialize)]
-struct List<T> {
-    metadata: ListMetadata,
-    resources: Vec<T>,
-}
-
 /// `GET`/`HEAD /api/v2/keys` (see the module docs).
 pub(crate) fn keys(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
     let query = ListQuery::parse(call)?;
@@ -464,13 +449,7 @@ pub(crate) fn keys(instance: &mut Instance, call: &Call<'_>) -> Result<Response<
         .collect();
     Ok(super::call::json(
         StatusCode::OK,
-        &List {
-            metadata: ListMetadata {
-                collection_type: KEY_COLLECTION,
-                collection_total: resources.len(),
-                total_count: query.total_count.then_some(total),
-            },
-            resources,
-        },
+        &Collection::new(KEY_COLLECTION, &resources)
+            .total_count(query.total_count.then_some(total)),
     ))
 }
