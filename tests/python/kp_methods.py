@@ -1,13 +1,14 @@
-"""Calls every public API method of keyprotect 3.0.1's IbmKeyProtectApiV2 once through kmsgate on
-the quickstart configuration, and prints one Markdown table row per method: the HTTP status and
-the result (`ok`, or the reason code of the refusal, with `gateway` when kmsgate refused it
-itself). docs/clients.md is this script's output.
+"""Calls every public API method of keyprotect 3.0.1's IbmKeyProtectApiV2 through kmsgate on the
+quickstart configuration, one row per call (see matrix.py), and the reference's reproductions of
+UNAUTHORIZED_ERR, CONFIG_RULE_CONFLICT_ERR and KEY_CREATE_IMPORT_ACCESS_ERR, checked byte for
+byte. tests/client_matrix.rs runs it and compares the rows with docs/clients.md.
 
-    KP_URL=http://127.0.0.1:8080 KP_INSTANCE=<id> KP_TOKEN=<token> KP_TOKEN_2=<token> python kp_methods.py
+    KP_URL=http://127.0.0.1:8080 KP_PRIVATE_URL=http://127.0.0.1:8081 KP_INSTANCE=<id> \
+    KP_TOKEN=<token> KP_TOKEN_2=<token> KP_CATALOGUE=tests/fixtures/reason-catalogue.json \
+      python kp_methods.py
 
-KP_TOKEN_2 is a token for a second subject (dual authorization needs two users).
-
-A fresh instance id each run keeps the results independent of earlier runs.
+KP_TOKEN_2 is a token for a second subject (dual authorization needs two users). Use a fresh
+instance id each run.
 """
 
 import base64
@@ -19,15 +20,22 @@ from ibm_cloud_sdk_core import ApiException
 from ibm_cloud_sdk_core.authenticators import BearerTokenAuthenticator
 from keyprotect.ibm_key_protect_api_v2 import IbmKeyProtectApiV2
 
+from matrix import Matrix
+
 URL = os.environ["KP_URL"]
 INSTANCE = os.environ["KP_INSTANCE"]
 TOKEN = os.environ["KP_TOKEN"]
 
-kp = IbmKeyProtectApiV2(authenticator=BearerTokenAuthenticator(TOKEN))
-kp.set_service_url(URL)
-kp2 = IbmKeyProtectApiV2(authenticator=BearerTokenAuthenticator(os.environ["KP_TOKEN_2"]))
-kp2.set_service_url(URL)
-rows = []
+
+def client(token: str = TOKEN, url: str = URL) -> IbmKeyProtectApiV2:
+    kp = IbmKeyProtectApiV2(authenticator=BearerTokenAuthenticator(token))
+    kp.set_service_url(url)
+    return kp
+
+
+kp = client()
+kp2 = client(os.environ["KP_TOKEN_2"])
+m = Matrix(ApiException, lambda e: e.http_response, lambda r: r.get_status_code())
 
 
 def body(obj) -> io.BytesIO:
@@ -43,28 +51,25 @@ def key_body(name: str, extractable: bool, **extra) -> dict:
     }
 
 
-def call(method: str, how: str, fn):
-    """Runs `fn`, records the row, returns the JSON result (or None)."""
-    try:
-        response = fn()
-    except ApiException as e:
-        try:
-            envelope = e.http_response.json()
-            reasons = envelope["resources"][0].get("reasons") or [{}]
-            code = reasons[0].get("code") or envelope["resources"][0]["errorMsg"].split(":")[0]
-        except Exception:  # noqa: BLE001 - a body that is not an envelope
-            code = e.http_response.text[:60]
-        who = " (gateway)" if e.http_response.headers.get("kmsgate-reason") else ""
-        rows.append((method, how, e.status_code, f"`{code}`{who}"))
+def call(method: str, how: str, fn, reproduces: str = ""):
+    """Records the call's row (matrix.Matrix.call); returns its JSON result (or None)."""
+    response = m.call(method, how, fn, reproduces)
+    if response is None:
         return None
     result = response.get_result()
     if result is not None and not isinstance(result, dict):
         try:
             result = result.json()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a result that is not JSON
             result = None
-    rows.append((method, how, response.get_status_code(), "ok"))
     return result
+
+
+def instance_policy(policy_type: str, policy_data: dict) -> dict:
+    return {
+        "metadata": {"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 1},
+        "resources": [{"policy_type": policy_type, "policy_data": policy_data}],
+    }
 
 
 I = INSTANCE
@@ -175,27 +180,34 @@ call(
     ),
 )
 call("get_policy", "key policies", lambda: kp.get_policy(id=root_id, bluemix_instance=I))
-call(
-    "put_instance_policy",
-    "keyCreateImportAccess",
-    lambda: kp.put_instance_policy(
+def no_standard_keys(enabled: bool):
+    attributes = {
+        "create_root_key": True,
+        "create_standard_key": False,
+        "import_root_key": True,
+        "import_standard_key": True,
+        "enforce_token": True,
+    }
+    return kp.put_instance_policy(
         bluemix_instance=I,
         policy="keyCreateImportAccess",
-        instance_policy_put_body={
-            "metadata": {"collectionType": "application/vnd.ibm.kms.policy+json", "collectionTotal": 1},
-            "resources": [
-                {
-                    "policy_type": "keyCreateImportAccess",
-                    "policy_data": {"enabled": True, "attributes": {"create_standard_key": False}},
-                }
-            ],
-        },
-    ),
-)
+        instance_policy_put_body=instance_policy("keyCreateImportAccess", {"enabled": enabled, "attributes": attributes}),
+    )
+
+
+standard_key = key_body("my-standard-key", True, description="my-standard-key")
+call("put_instance_policy", "keyCreateImportAccess, no standard keys", lambda: no_standard_keys(True))
 call(
     "create_key",
     "standard key, after that policy",
-    lambda: kp.create_key(bluemix_instance=I, key_create_body=body(key_body("std2", True))),
+    lambda: kp.create_key(bluemix_instance=I, key_create_body=body(standard_key)),
+    reproduces="KEY_CREATE_IMPORT_ACCESS_ERR",
+)
+call("put_instance_policy", "keyCreateImportAccess, disabled", lambda: no_standard_keys(False))
+call(
+    "create_key",
+    "standard key, policy disabled",
+    lambda: kp.create_key(bluemix_instance=I, key_create_body=body(standard_key)),
 )
 call("get_instance_policy", "", lambda: kp.get_instance_policy(bluemix_instance=I))
 call("get_allowed_ip_port", "", lambda: kp.get_allowed_ip_port(bluemix_instance=I))
@@ -241,7 +253,38 @@ call("delete_kmip_object", "", lambda: kp.delete_kmip_object(adapter_id="adapter
 call("delete_key", "root key", lambda: kp.delete_key(id=root_id, bluemix_instance=I))
 call("delete_key", "again", lambda: kp.delete_key(id=root_id, bluemix_instance=I))
 
-print("| method | call | HTTP | result |")
-print("|---|---|---|---|")
-for method, how, status, result in rows:
-    print(f"| `{method}` | {how} | {status} | {result} |")
+# The reference's reproductions: the policy set through the API, then the refused call, each on
+# an instance of its own (allowedIP locks one out), named after KP_INSTANCE.
+b1, b2 = "b1" + I[2:], "b2" + I[2:]
+call(
+    "put_instance_policy",
+    "allowedIP 65.128.226.252/24",
+    lambda: kp.put_instance_policy(
+        bluemix_instance=b1,
+        policy="allowedIP",
+        instance_policy_put_body=instance_policy(
+            "allowedIP", {"enabled": True, "attributes": {"allowed_ip": ["65.128.226.252/24"]}}
+        ),
+    ),
+)
+call("get_keys", "from outside that range", lambda: kp.get_keys(bluemix_instance=b1), reproduces="UNAUTHORIZED_ERR")
+call(
+    "put_instance_policy",
+    "allowedNetwork private-only",
+    lambda: kp.put_instance_policy(
+        bluemix_instance=b2,
+        policy="allowedNetwork",
+        instance_policy_put_body=instance_policy(
+            "allowedNetwork", {"enabled": True, "attributes": {"allowed_network": "private-only"}}
+        ),
+    ),
+)
+call(
+    "get_keys",
+    "public listener, private-only",
+    lambda: kp.get_keys(bluemix_instance=b2),
+    reproduces="CONFIG_RULE_CONFLICT_ERR",
+)
+kp_private = client(url=os.environ["KP_PRIVATE_URL"])
+call("get_keys", "private listener, private-only", lambda: kp_private.get_keys(bluemix_instance=b2))
+m.print(name for name, value in vars(IbmKeyProtectApiV2).items() if callable(value) and not name.startswith("_"))

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 
 pub mod oracle;
+pub mod sdk;
 
 // === Recorder: an upstream that records what it receives ===
 
