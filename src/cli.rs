@@ -1,5 +1,6 @@
 //! The command line: `kmsgate [run] --config FILE`, `check-config FILE`, `dev-kms --listen ADDR`,
-//! `token --config FILE --sub NAME`, `health [--addr ADDR] [--path /readyz]`.
+//! `token --config FILE --sub NAME`, `health [--addr ADDR] [--path /readyz]`,
+//! `policies import-dir [--config FILE] [--etcd URL,…] DIR`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +70,45 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Instance policies kept in etcd (`[policies.etcd]`).
+    Policies {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: PoliciesCommand,
+    },
+}
+
+/// `kmsgate policies …`.
+#[derive(Debug, Subcommand)]
+pub enum PoliciesCommand {
+    /// Copy a `policies.dir` into etcd: `<instance id>.json` and `default.json` become keys under
+    /// the prefix. Every file is parsed first (one invalid file: nothing is written); keys that
+    /// exist already are kept unless --overwrite. Exit 0 when done, 2 when a file or the
+    /// settings are invalid, 1 when etcd failed.
+    ImportDir(ImportDirArgs),
+}
+
+/// Options of `policies import-dir`.
+#[derive(Debug, Args)]
+pub struct ImportDirArgs {
+    /// The policies directory.
+    pub dir: PathBuf,
+    /// A configuration file whose `[policies.etcd]` says where etcd is and how to reach it
+    /// (TLS, user); --etcd and --prefix override it.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// The etcd members, comma-separated, e.g. `http://etcd-0:2379,http://etcd-1:2379`.
+    #[arg(long, value_delimiter = ',')]
+    pub etcd: Vec<String>,
+    /// The key prefix (default: the config's, else `/kmsgate/policies/`).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Write over keys that exist already (default: keep them).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Parse the files and read etcd, print what would be imported, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Options of `run`.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kmsgate::cli::{Cli, Command, RunArgs};
+use kmsgate::cli::{Cli, Command, ImportDirArgs, PoliciesCommand, RunArgs};
 use kmsgate::config::Config;
 use kmsgate::gateway::{Gateway, Signals, shutdown_signal};
 
@@ -25,6 +25,9 @@ fn main() -> ExitCode {
             path,
             timeout,
         }) => health(addr, &path, timeout),
+        Some(Command::Policies {
+            command: PoliciesCommand::ImportDir(args),
+        }) => import_dir(&args),
     }
 }
 
@@ -179,6 +182,46 @@ fn health(addr: std::net::SocketAddr, path: &str, timeout: std::time::Duration) 
         Err(e) => {
             println!("http://{addr}{path}: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `kmsgate policies import-dir`: the etcd settings from `--config`'s `[policies.etcd]` (or the
+/// defaults), `--etcd` and `--prefix` over them; prints what was imported, kept and skipped.
+fn import_dir(args: &ImportDirArgs) -> ExitCode {
+    use kmsgate::policy::etcd::import::{ImportError, ImportOptions};
+    let mut etcd = match args.config.as_deref().map(|path| load(Some(path))) {
+        Some(Ok(config)) => config.policies.etcd.unwrap_or_default(),
+        Some(Err(code)) => return code,
+        None => kmsgate::policy::etcd::EtcdConfig::default(),
+    };
+    if !args.etcd.is_empty() {
+        etcd.endpoints.clone_from(&args.etcd);
+    }
+    if let Some(prefix) = &args.prefix {
+        etcd.prefix.clone_from(prefix);
+    }
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let options = ImportOptions {
+        overwrite: args.overwrite,
+        dry_run: args.dry_run,
+    };
+    match runtime.block_on(kmsgate::policy::etcd::import::import_dir(
+        &etcd, &args.dir, options,
+    )) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kmsgate policies import-dir: {e}");
+            match e {
+                ImportError::Etcd { .. } => ExitCode::FAILURE,
+                ImportError::Config(_) | ImportError::Source(_) => ExitCode::from(2),
+            }
         }
     }
 }

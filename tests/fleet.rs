@@ -7,135 +7,13 @@
 
 mod support;
 
-use std::net::TcpListener as StdListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::etcd::{Etcd, etcd_client};
 use support::{Recorder, TestGateway, TestResponse, assert_rejected};
 
-const ETCD: &str = "/usr/bin/etcd";
 const PREFIX: &str = "/fleet/policies/";
-
-// === A real etcd on loopback ===
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// One etcd member (or a single-member cluster) on loopback. Killed on drop.
-struct Etcd {
-    name: String,
-    client_port: u16,
-    peer_port: u16,
-    data_dir: PathBuf,
-    cluster: String,
-    child: Option<Child>,
-}
-
-impl Etcd {
-    /// The binary, or a failure that says how to get it.
-    fn binary() -> &'static str {
-        assert!(
-            std::path::Path::new(ETCD).exists(),
-            "tests/fleet.rs needs a real etcd at {ETCD}: install Debian's etcd-server \
-             (apt-get install etcd-server; .ci/run does it)"
-        );
-        ETCD
-    }
-
-    /// `n` members forming one cluster (not started yet).
-    fn cluster(test: &str, n: usize) -> Vec<Etcd> {
-        let members: Vec<(String, u16, u16)> = (0..n)
-            .map(|i| (format!("{test}-{i}"), free_port(), free_port()))
-            .collect();
-        let cluster = members
-            .iter()
-            .map(|(name, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        members
-            .into_iter()
-            .map(|(name, client_port, peer_port)| {
-                let data_dir = std::env::temp_dir()
-                    .join(format!("kmsgate-fleet-{name}-{}", std::process::id()));
-                let _ = std::fs::remove_dir_all(&data_dir);
-                Etcd {
-                    name,
-                    client_port,
-                    peer_port,
-                    data_dir,
-                    cluster: cluster.clone(),
-                    child: None,
-                }
-            })
-            .collect()
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    fn start(&mut self) {
-        let client = self.url();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(Etcd::binary())
-            .args(["--name", &self.name])
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &self.cluster])
-            .args(["--initial-cluster-state", "new"])
-            .args(["--initial-cluster-token", &self.cluster])
-            .args(["--log-level", "error", "--logger", "zap"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {ETCD}: {e}"));
-        self.child = Some(child);
-    }
-
-    /// Stops the member (SIGKILL: a crash, not a goodbye).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-/// A client on `endpoints`, once the cluster answers (within 20 s).
-async fn etcd_client(endpoints: &[String]) -> etcd_client::Client {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(mut client) = etcd_client::Client::connect(endpoints, None).await
-            && tokio::time::timeout(Duration::from_secs(1), client.get("probe", None))
-                .await
-                .is_ok_and(|r| r.is_ok())
-        {
-            return client;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "etcd at {endpoints:?} did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 // === Gateway replicas ===
 
@@ -268,6 +146,40 @@ async fn assert_standard_key_refused(gw: &TestGateway, upstream: &Recorder, inst
         before,
         "the upstream saw a refused request"
     );
+}
+
+/// etcd is back: every replica's watch resumes (no replica restarted), a PUT of `inst`'s
+/// policy through replica `via` succeeds, every replica enforces it within 1 s (printed), and
+/// all end on one revision.
+async fn converges_after_return(
+    gws: &[TestGateway],
+    upstream: &Recorder,
+    via: usize,
+    inst: &str,
+    what: &str,
+) {
+    for gw in gws {
+        wait_until(Duration::from_secs(10), "watch re-established", || async {
+            gw.metric("kmsgate_policy_etcd_connected", &[]).await == 1.0
+        })
+        .await;
+    }
+    let put_at = Instant::now();
+    let res = put_policy(&gws[via], inst, &no_standard_keys()).await;
+    assert_eq!(res.status, 204, "PUT {what}: {}", res.text());
+    for gw in gws {
+        wait_until(Duration::from_secs(1), what, || async {
+            has_policy(&get_policies(gw, inst).await, "keyCreateImportAccess")
+        })
+        .await;
+        assert_standard_key_refused(gw, upstream, inst).await;
+    }
+    println!("{what}: converged {:?} after the PUT", put_at.elapsed());
+    wait_until(Duration::from_secs(3), "same revision", || async {
+        let r = revision(&gws[0]).await;
+        revision(&gws[1]).await == r && revision(&gws[2]).await == r
+    })
+    .await;
 }
 
 // === The tests ===
@@ -540,41 +452,11 @@ async fn etcd_down_keeps_enforcing_refuses_puts_with_503_and_converges_when_back
     // etcd returns: the watches resume, a PUT goes through, everyone converges, no restart.
     etcd[0].start();
     etcd_client(&endpoints).await;
-    for gw in &gws {
-        wait_until(Duration::from_secs(10), "watch re-established", || async {
-            gw.metric("kmsgate_policy_etcd_connected", &[]).await == 1.0
-        })
-        .await;
-    }
-    let put_at = Instant::now();
-    assert_eq!(
-        put_policy(&gws[1], &other, &no_standard_keys())
-            .await
-            .status,
-        204
-    );
-    for gw in &gws {
-        wait_until(
-            Duration::from_secs(1),
-            "converged after the outage",
-            || async { has_policy(&get_policies(gw, &other).await, "keyCreateImportAccess") },
-        )
-        .await;
-        assert_standard_key_refused(gw, &upstream, &other).await;
-    }
-    println!(
-        "after etcd returned: converged {:?} after the PUT",
-        put_at.elapsed()
-    );
-    wait_until(Duration::from_secs(3), "same revision", || async {
-        let r = revision(&gws[0]).await;
-        revision(&gws[1]).await == r && revision(&gws[2]).await == r
-    })
-    .await;
+    converges_after_return(&gws, &upstream, 1, &other, "after etcd returned").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_three_member_cluster_survives_one_member_killed() {
+async fn a_three_member_cluster_survives_one_member_killed_and_recovers_from_all_killed() {
     let mut etcd = Etcd::cluster("trio", 3);
     for member in etcd.iter_mut() {
         member.start();
@@ -623,4 +505,41 @@ async fn a_three_member_cluster_survives_one_member_killed() {
         "one member down: converged {:?} after the first PUT attempt",
         put_at.elapsed()
     );
+
+    // All members killed: every replica keeps enforcing the last snapshot and stays ready; a
+    // PUT gets the documented 503 and is applied nowhere.
+    etcd[1].kill();
+    etcd[2].kill();
+    for gw in &gws {
+        wait_until(Duration::from_secs(5), "watch noticed the loss", || async {
+            gw.metric("kmsgate_policy_etcd_connected", &[]).await == 0.0
+        })
+        .await;
+        assert_standard_key_refused(gw, &upstream, &inst).await;
+        assert_standard_key_refused(gw, &upstream, &first).await;
+        assert_eq!(gw.admin("/readyz").await.status, 200);
+    }
+    let during = instance(32);
+    let before = upstream.count();
+    let res = put_policy(&gws[2], &during, &no_standard_keys()).await;
+    assert_rejected(&res, 503, "POLICY_STORE_UNAVAILABLE_ERR");
+    assert_eq!(
+        upstream.count(),
+        before,
+        "own mode: the upstream never saw it"
+    );
+    for gw in &gws {
+        assert!(!has_policy(
+            &get_policies(gw, &during).await,
+            "keyCreateImportAccess"
+        ));
+    }
+
+    // The cluster returns (same data directories): the watches resume without a restart of
+    // any replica, a PUT goes through, and everyone converges on one revision.
+    for member in etcd.iter_mut() {
+        member.start();
+    }
+    etcd_client(&endpoints).await;
+    converges_after_return(&gws, &upstream, 2, &during, "all members back").await;
 }

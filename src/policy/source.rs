@@ -14,7 +14,7 @@
 //! directory, `fsync`, `rename` over the old file, `fsync` of the directory. A crash at any
 //! point leaves the old file or the new one, never a partial one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, File};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -109,13 +109,15 @@ pub fn is_file_safe(id: &str) -> bool {
 /// followed).
 type Entry = (Option<String>, PathBuf, fs::Metadata);
 
-/// The policy files of `dir`, sorted by instance id.
-fn entries(dir: &Path) -> Result<Vec<Entry>, SourceError> {
+/// The policy files of `dir`, sorted by instance id, and the `.json` files skipped because
+/// their name is no instance id.
+fn entries(dir: &Path) -> Result<(Vec<Entry>, Vec<PathBuf>), SourceError> {
     let io_error = |error| SourceError::Io {
         path: dir.to_owned(),
         error,
     };
     let mut found = Vec::new();
+    let mut skipped = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_error)? {
         let entry = entry.map_err(io_error)?;
         let name = entry.file_name();
@@ -140,17 +142,19 @@ fn entries(dir: &Path) -> Result<Vec<Entry>, SourceError> {
             found.push((Some(stem.to_owned()), path, meta));
         } else {
             tracing::warn!(file = %path.display(), "policy file name is not an instance id; skipped");
+            skipped.push(path);
         }
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found)
+    skipped.sort();
+    Ok((found, skipped))
 }
 
 /// A cheap fingerprint of `dir`'s policy files: names, sizes, modification times and inodes
 /// (symlinks followed). It changes when a file is added, removed, rewritten or swapped.
 pub fn fingerprint(dir: &Path) -> Result<u64, SourceError> {
     let mut hasher = DefaultHasher::new();
-    for (id, _, meta) in entries(dir)? {
+    for (id, _, meta) in entries(dir)?.0 {
         id.hash(&mut hasher);
         meta.len().hash(&mut hasher);
         meta.modified().ok().hash(&mut hasher);
@@ -184,37 +188,64 @@ pub fn load(config: &PoliciesConfig) -> Result<Snapshot, SourceError> {
         .map(|(id, records)| (canonical::instance_key(&id).into_owned(), records))
         .collect();
     if let Some(dir) = &config.dir {
-        // Instance ids are canonical UUIDs whatever a file's name spells; of two files naming
-        // one instance, the canonically named one wins, and two other spellings are an error.
-        let mut from_files: HashMap<String, PathBuf> = HashMap::new();
-        for (id, path, _) in entries(dir)? {
-            let records = read_file(&path)?;
-            let Some(id) = id else {
-                default = Some(records);
-                continue;
-            };
-            let key = canonical::instance_key(&id).into_owned();
-            let is_canonical = key == id;
-            if let Some(other) = from_files.get(&key) {
-                let other_is_canonical = other.file_stem().is_some_and(|s| s == key.as_str());
-                if other_is_canonical {
-                    continue;
-                }
-                if !is_canonical {
-                    return Err(SourceError::Invalid {
-                        path,
-                        reason: format!(
-                            "names instance {key}, as {} does; rename one to {key}.json",
-                            other.display()
-                        ),
-                    });
-                }
-            }
-            from_files.insert(key.clone(), path);
+        let files = read_dir(dir)?;
+        if let Some((_, records)) = files.default {
+            default = Some(records);
+        }
+        for (key, (_, records)) in files.instances {
             instances.insert(key, records);
         }
     }
     Ok(Snapshot::build(instances, default, options(config)?))
+}
+
+/// The policy documents of a directory, read and parsed as the file source reads them.
+#[derive(Debug, Default)]
+pub struct DirDocuments {
+    /// `default.json`, if there is one.
+    pub default: Option<(PathBuf, PolicyRecords)>,
+    /// By canonical instance id: the file and its document.
+    pub instances: BTreeMap<String, (PathBuf, PolicyRecords)>,
+    /// `.json` files whose name is no instance id (skipped, and logged).
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Reads and parses every policy file of `dir` (see the module docs for which files count).
+/// Instance ids are canonical UUIDs whatever a file's name spells; of two files naming one
+/// instance, the canonically named one wins, and two other spellings are an error. Any
+/// invalid file fails the whole read, naming the file.
+pub fn read_dir(dir: &Path) -> Result<DirDocuments, SourceError> {
+    let (found, skipped) = entries(dir)?;
+    let mut documents = DirDocuments {
+        skipped,
+        ..DirDocuments::default()
+    };
+    for (id, path, _) in found {
+        let records = read_file(&path)?;
+        let Some(id) = id else {
+            documents.default = Some((path, records));
+            continue;
+        };
+        let key = canonical::instance_key(&id).into_owned();
+        let is_canonical = key == id;
+        if let Some((other, _)) = documents.instances.get(&key) {
+            let other_is_canonical = other.file_stem().is_some_and(|s| s == key.as_str());
+            if other_is_canonical {
+                continue;
+            }
+            if !is_canonical {
+                return Err(SourceError::Invalid {
+                    path,
+                    reason: format!(
+                        "names instance {key}, as {} does; rename one to {key}.json",
+                        other.display()
+                    ),
+                });
+            }
+        }
+        documents.instances.insert(key, (path, records));
+    }
+    Ok(documents)
 }
 
 /// The path of `instance`'s file in `dir`, if the id can name a file.

@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 
+pub mod etcd;
 pub mod oracle;
 pub mod sdk;
 
