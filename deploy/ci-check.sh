@@ -16,7 +16,7 @@
 #               with a Docker daemon: docker build, docker run, wait for "healthy"
 #   configs     `kmsgate check-config` on every shipped deploy config (Docker, Kubernetes
 #               overlays, systemd), paths pointed at the repository's policies and a scratch TLS pair
-#   kubernetes  each overlay rendered, validated against the Kubernetes 1.30 and 1.37 schemas
+#   kubernetes  each overlay (and deploy/fleet: three replicas, a three-member etcd) rendered, validated against the Kubernetes 1.30 and 1.37 schemas
 #               (strict: unknown fields fail), the Restricted Pod Security Standard and the
 #               project's rules (deploy/ci/check_manifests.py)
 #   prometheus  promtool check rules + test rules on deploy/prometheus
@@ -219,11 +219,14 @@ mkdir -p "$work/state"
 for overlay in standalone sidecar; do
   render "deploy/kubernetes/overlays/$overlay" >"$work/$overlay.yaml"
 done
+# deploy/fleet: three replicas sharing their policies through a three-member etcd.
+render deploy/fleet >"$work/fleet.yaml"
 # The Kubernetes configs come out of the rendered ConfigMaps (check_manifests.py writes them).
-for overlay in standalone sidecar; do
+for overlay in standalone sidecar fleet; do
   "$py" deploy/ci/check_manifests.py "$overlay" "$work/$overlay.yaml" "$work/$overlay.toml" >/dev/null || true
 done
-for config in deploy/docker/kmsgate.toml "$work/standalone.toml" "$work/sidecar.toml" deploy/systemd/kmsgate.toml; do
+for config in deploy/docker/kmsgate.toml "$work/standalone.toml" "$work/sidecar.toml" "$work/fleet.toml" \
+  deploy/systemd/kmsgate.toml; do
   sed -e "s#/etc/kmsgate/policies#$repo/deploy/kubernetes/base/policies#" \
     -e "s#/etc/kmsgate/tls/#$work/#; s#/run/credentials/kmsgate.service/#$work/#" \
     -e "s#\"/var/lib/kmsgate\"#\"$work/state\"#" "$config" >"$work/check.toml"
@@ -240,7 +243,7 @@ done
 
 # ---- Kubernetes ---------------------------------------------------------------------------
 step "kubernetes: render, schema-validate (1.30, 1.37), Restricted PSS and deployment rules"
-for overlay in standalone sidecar; do
+for overlay in standalone sidecar fleet; do
   for version in 1.30.0 1.37.0; do
     "$venv/bin/kubernetes-validate" --strict --quiet --no-warn -k "$version" "$work/$overlay.yaml"
   done

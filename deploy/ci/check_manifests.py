@@ -14,8 +14,8 @@ Checks, for every pod template:
     on that port, container ports that match the config's listen addresses, and
     terminationGracePeriodSeconds at least preStop sleep + shutdown.grace_period +
     shutdown.drain_timeout + 5s;
-and across objects: every Service, PodDisruptionBudget and NetworkPolicy selects the pods, named
-target ports exist, the ServiceMonitor selects a Service that has its port, mounted ConfigMaps
+and across objects: every Service, PodDisruptionBudget and NetworkPolicy selects pods of the
+render (the gateway's or another workload's, such as etcd's), named target ports exist on them, the ServiceMonitor selects a Service that has its port, mounted ConfigMaps
 exist in the render. Writes the kmsgate.toml found in the config ConfigMap to CONFIG_OUT.toml
 (ci-check.sh runs `kmsgate check-config` on it).
 """
@@ -145,7 +145,9 @@ def main():
             if "secret" in volume and volume["secret"]["secretName"] not in secrets:
                 external_secrets.add(volume["secret"]["secretName"])
         for c in pod.get("initContainers", []) + pod.get("containers", []):
-            if "kmsgate" in c.get("image", ""):
+            # The gateway runs `kmsgate run`; other kmsgate containers (a Job running
+            # `kmsgate policies import-dir`) are checked as pods only.
+            if "kmsgate" in c.get("image", "") and c.get("args", ["run"])[:1] == ["run"]:
                 gateway = (where, template, labels, c)
 
     if gateway is None:
@@ -184,6 +186,19 @@ def main():
     for key, path in (("dir", config.get("policies", {}).get("dir")),):
         if path and path not in mounts:
             fail(cw, f"policies.{key} {path} is not a mounted volume")
+    # [policies.etcd]: every endpoint is a member of a StatefulSet of the render,
+    # http://<name>-<ordinal>.<serviceName>:<a container port>.
+    for endpoint in config.get("policies", {}).get("etcd", {}).get("endpoints", []):
+        m = re.fullmatch(r"https?://(.+)-(\d+)\.([^.:]+):(\d+)", endpoint)
+        member = m and next((st for st in by_kind.get("StatefulSet", [])
+                             if st["metadata"]["name"] == m.group(1)
+                             and st["spec"].get("serviceName") == m.group(3)
+                             and int(m.group(2)) < st["spec"].get("replicas", 1)), None)
+        if not member:
+            fail(cw, f"policies.etcd endpoint {endpoint} is no member of a StatefulSet in the render")
+        elif int(m.group(4)) not in {p["containerPort"] for c2 in member["spec"]["template"]["spec"]["containers"]
+                                     for p in c2.get("ports", [])}:
+            fail(cw, f"policies.etcd endpoint {endpoint}: the port is no container port of {m.group(1)}")
     tls = config.get("listen", {}).get("tls", {})
     for key in ("cert_file", "key_file"):
         if key in tls and tls[key].rsplit("/", 1)[0] not in mounts:
@@ -219,32 +234,49 @@ def main():
         fail(where, f"terminationGracePeriodSeconds {grace} < preStop {pre_stop}s + grace_period {serving:g}s"
                     f" + drain_timeout {drain:g}s + 5s")
 
-    # Objects that select the pods.
+    # Objects that select pods: each selects a workload of the render (the gateway's, or
+    # another one such as etcd's in deploy/fleet), and its named ports are that workload's.
+    def selected(selector):
+        """The pod template a selector matches (None: none), and whether it is the gateway's."""
+        for _, t, l in pods:
+            if matches(selector, l):
+                return t, l == labels
+        return None, False
+
+    def port_names(t):
+        spec = t["spec"]
+        return {p["name"] for c2 in spec.get("initContainers", []) + spec["containers"] for p in c2.get("ports", [])}
+
     services = by_kind.get("Service", [])
     for s in services:
         sw = f"{overlay}: Service/{s['metadata']['name']}"
-        if not matches(s["spec"].get("selector", {}), labels):
-            fail(sw, "selector does not match the kmsgate pods")
-        all_ports = {p["name"] for c2 in pod.get("initContainers", []) + pod["containers"] for p in c2.get("ports", [])}
+        t, _ = selected(s["spec"].get("selector", {}))
+        if t is None:
+            fail(sw, "selector matches no pods of the render")
+            continue
         for p in s["spec"]["ports"]:
             target = p.get("targetPort")
-            if isinstance(target, str) and target not in all_ports:
+            if isinstance(target, str) and target not in port_names(t):
                 fail(sw, f"targetPort {target} is no container port name")
     for p in by_kind.get("PodDisruptionBudget", []):
-        if not matches(p["spec"].get("selector", {}).get("matchLabels", {}), labels):
-            fail(f"{overlay}: PodDisruptionBudget/{p['metadata']['name']}", "selector does not match the pods")
+        if selected(p["spec"].get("selector", {}).get("matchLabels", {}))[0] is None:
+            fail(f"{overlay}: PodDisruptionBudget/{p['metadata']['name']}", "selector matches no pods of the render")
     for n in by_kind.get("NetworkPolicy", []):
         nw = f"{overlay}: NetworkPolicy/{n['metadata']['name']}"
-        if not matches(n["spec"].get("podSelector", {}).get("matchLabels", {}), labels):
-            fail(nw, "podSelector does not match the pods")
-        all_ports = {p["name"] for c2 in pod.get("initContainers", []) + pod["containers"] for p in c2.get("ports", [])}
+        t, is_gateway = selected(n["spec"].get("podSelector", {}).get("matchLabels", {}))
+        if t is None:
+            fail(nw, "podSelector matches no pods of the render")
+            continue
         for rule in n["spec"].get("ingress", []):
             for p in rule.get("ports", []):
-                if isinstance(p.get("port"), str) and p["port"] not in all_ports:
+                if isinstance(p.get("port"), str) and p["port"] not in port_names(t):
                     fail(nw, f"port {p['port']} is no container port name")
-        if admin_name and not any(p.get("port") in (admin_name, admin_port)
-                                  for r in n["spec"].get("ingress", []) for p in r.get("ports", [])):
+        if is_gateway and admin_name and not any(p.get("port") in (admin_name, admin_port)
+                                                 for r in n["spec"].get("ingress", []) for p in r.get("ports", [])):
             fail(nw, "the admin port (probes are from the kubelet; Prometheus needs a rule) is not allowed in")
+    if not any(matches(p["spec"].get("selector", {}).get("matchLabels", {}), labels)
+               for p in by_kind.get("PodDisruptionBudget", [])):
+        fail(overlay, "no PodDisruptionBudget for the gateway")
     for m in by_kind.get("ServiceMonitor", []):
         mw = f"{overlay}: ServiceMonitor/{m['metadata']['name']}"
         selector = m["spec"].get("selector", {}).get("matchLabels", {})
@@ -257,7 +289,7 @@ def main():
     for kind in ("PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"):
         if kind not in by_kind:
             fail(overlay, f"no {kind}")
-    if overlay == "standalone":
+    if overlay in ("standalone", "fleet"):
         targets = {p.get("targetPort") for s in services for p in s["spec"]["ports"]}
         for name in ("public", "private", "admin"):
             if name not in targets:
