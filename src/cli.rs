@@ -1,6 +1,7 @@
 //! The command line: `kmsgate [run] --config FILE`, `check-config FILE`, `dev-kms --listen ADDR`,
 //! `token --config FILE --sub NAME`, `health [--addr ADDR] [--path /readyz]`,
-//! `policies import-dir [--config FILE] [--etcd URL,…] DIR`.
+//! `policies import-dir [--config FILE] [--etcd URL,…] DIR`,
+//! `explain --config FILE (--url URL … | --request-file FILE | -- curl …)`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ pub enum Command {
         #[arg(long)]
         service: bool,
     },
+    /// Explain what the gateway would do with a request, and why, without sending it: exit 0
+    /// forwarded, 1 refused, 2 bad input.
+    Explain(Box<ExplainArgs>),
     /// Probe a running gateway's admin listener: GET /readyz (or --path); exit 0 on 200, 1
     /// otherwise. For Docker HEALTHCHECK and exec probes in images without curl.
     Health {
@@ -109,6 +113,45 @@ pub struct ImportDirArgs {
     /// Parse the files and read etcd, print what would be imported, write nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Options of `explain`: the configuration and the request, as flags, a curl command line
+/// (after `--`) or a request file.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The TOML configuration file.
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// The request's method.
+    #[arg(long, short = 'X', default_value = "GET", conflicts_with_all = ["request_file", "curl"])]
+    pub method: String,
+    /// The request's URL (`http://host:port/path?query`) or path (`/path?query`).
+    #[arg(long, conflicts_with_all = ["request_file", "curl"], required_unless_present_any = ["request_file", "curl"])]
+    pub url: Option<String>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", conflicts_with_all = ["request_file", "curl"])]
+    pub headers: Vec<String>,
+    /// The request body.
+    #[arg(long, short = 'd', conflicts_with_all = ["data_file", "request_file", "curl"])]
+    pub data: Option<String>,
+    /// A file holding the request body.
+    #[arg(long, conflicts_with_all = ["request_file", "curl"])]
+    pub data_file: Option<PathBuf>,
+    /// A file holding a raw HTTP/1.1 request, or a curl command line.
+    #[arg(long, conflicts_with = "curl")]
+    pub request_file: Option<PathBuf>,
+    /// The TCP peer the gateway sees (the client, or the proxy in front of it).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub peer: std::net::IpAddr,
+    /// The listener the request arrives on: `public` or `private`.
+    #[arg(long, default_value = "public", value_parser = ["public", "private"])]
+    pub listener: String,
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// A curl command line (`-- curl -X POST https://… -H … -d …`), quoted by your shell.
+    #[arg(last = true, value_name = "CURL")]
+    pub curl: Vec<String>,
 }
 
 /// Options of `run`.

@@ -149,6 +149,45 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
+impl Prepared {
+    /// The configuration it was prepared from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The instance-policy source (its store holds the policies a start would load).
+    pub fn policies(&self) -> &Arc<PolicySource> {
+        &self.policies
+    }
+
+    /// The bearer layer (its [`auth`](BearerLayer::auth) decides on tokens).
+    pub fn bearer(&self) -> &BearerLayer {
+        &self.bearer
+    }
+
+    /// The metrics the stack counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The stack a start would serve — the same [`stack`], from the same configuration,
+    /// policies and keys — with `upstream` in place of the configured one and `policies` as
+    /// the policy API's source; no listener, no task, no access log. `kmsgate explain` runs
+    /// requests through it.
+    pub fn stack_with(&self, upstream: Upstream, policies: &Arc<PolicySource>) -> Stack {
+        let live = LiveRules::new(&self.config);
+        stack(
+            &self.config,
+            &self.metrics,
+            None,
+            policies,
+            upstream,
+            &self.bearer,
+            &live,
+        )
+    }
+}
+
 impl Gateway {
     /// Reads every file `config` names, once, and builds what the stack is made of; binds
     /// nothing and starts no task.

@@ -29,6 +29,7 @@ pub mod collection;
 pub mod config;
 pub mod conn;
 pub mod devkms;
+pub mod explain;
 pub mod gateway;
 pub mod gojson;
 pub mod http_client;

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
             ttl,
             service,
         }) => token(&config, &sub, ttl, service),
+        Some(Command::Explain(args)) => explain(&args),
         Some(Command::Health {
             addr,
             path,
@@ -129,6 +130,56 @@ fn token(file: &std::path::Path, sub: &str, ttl: std::time::Duration, service: b
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kmsgate explain`: the request through the real stack (nothing is sent), and why.
+fn explain(args: &kmsgate::cli::ExplainArgs) -> ExitCode {
+    let bad = |message: String| {
+        eprintln!("kmsgate explain: {message}");
+        ExitCode::from(2)
+    };
+    let config = match load(Some(&args.config)) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let input = match kmsgate::explain::input::from_args(args) {
+        Ok(input) => input,
+        Err(e) => return bad(e.to_string()),
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        let explainer = match kmsgate::explain::Explainer::new(config) {
+            Ok(explainer) => explainer,
+            Err(e) => {
+                for message in e.messages() {
+                    eprintln!("kmsgate: config error: {message}");
+                }
+                return ExitCode::from(2);
+            }
+        };
+        let explanation = match explainer.explain(&input).await {
+            Ok(explanation) => explanation,
+            Err(e) => return bad(e.to_string()),
+        };
+        if args.json {
+            match serde_json::to_string_pretty(&explanation) {
+                Ok(json) => println!("{json}"),
+                Err(e) => return bad(e.to_string()),
+            }
+        } else {
+            print!("{}", kmsgate::explain::render::text(&explanation));
+        }
+        if !explanation.agreement.agrees {
+            eprintln!(
+                "kmsgate explain: WARNING: the per-layer account disagrees with the stack: {}",
+                explanation.agreement.note.as_deref().unwrap_or("")
+            );
+        }
+        ExitCode::from(explanation.outcome.exit_code())
+    })
 }
 
 /// `kmsgate health`: one HTTP/1.1 GET to the admin listener over a plain socket (no runtime, no

@@ -53,9 +53,18 @@ impl ClientIpRules {
     }
 
     /// The client address of a request from `peer` with these headers (canonical form).
+    #[inline]
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.walk(peer, headers, |_| {})
+    }
+
+    /// Like [`client`](ClientIpRules::client), and tells `visit` every step of the walk, in
+    /// order (the peer first): what `kmsgate explain` shows as the hops walked.
+    pub fn walk(&self, peer: IpAddr, headers: &HeaderMap, mut visit: impl FnMut(Hop)) -> IpAddr {
         let peer = peer.to_canonical();
-        if !self.is_trusted(peer) {
+        let trusted = self.is_trusted(peer);
+        visit(Hop::Peer { ip: peer, trusted });
+        if !trusted {
             return peer;
         }
         let (name, parse): (HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
@@ -66,22 +75,52 @@ impl ClientIpRules {
         // Header lines in reverse, entries in each line in reverse: right to left overall.
         for value in headers.get_all(name).iter().rev() {
             let Ok(value) = value.to_str() else {
+                visit(Hop::Malformed);
                 return client;
             };
             for entry in value.rsplit(',') {
                 match parse(entry) {
                     Some(ip) => {
                         client = ip.to_canonical();
-                        if !self.is_trusted(client) {
+                        let trusted = self.is_trusted(client);
+                        visit(Hop::Forwarded {
+                            ip: client,
+                            trusted,
+                        });
+                        if !trusted {
                             return client;
                         }
                     }
-                    None => return client,
+                    None => {
+                        visit(Hop::Malformed);
+                        return client;
+                    }
                 }
             }
         }
         client
     }
+}
+
+/// One step of the client-address walk ([`ClientIpRules::walk`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hop {
+    /// The TCP peer (canonical form), and whether it is a trusted proxy.
+    Peer {
+        /// The address.
+        ip: IpAddr,
+        /// Whether it is in `client_ip.trusted_proxies`.
+        trusted: bool,
+    },
+    /// An address of the forwarded header, read right to left.
+    Forwarded {
+        /// The address.
+        ip: IpAddr,
+        /// Whether it is in `client_ip.trusted_proxies` (the walk goes on past it).
+        trusted: bool,
+    },
+    /// A malformed entry (or `unknown`, an obfuscated identifier): the walk stops.
+    Malformed,
 }
 
 /// One `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]:80`.
@@ -209,6 +248,28 @@ mod tests {
         let r = rules(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
         let h = headers("x-forwarded-for", &["6.6.6.6, 203.0.113.9, 10.0.0.2"]);
         assert_eq!(r.client(ip("10.0.0.1"), &h), ip("203.0.113.9"));
+        let mut hops = Vec::new();
+        assert_eq!(
+            r.walk(ip("10.0.0.1"), &h, |hop| hops.push(hop)),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            hops,
+            [
+                Hop::Peer {
+                    ip: ip("10.0.0.1"),
+                    trusted: true
+                },
+                Hop::Forwarded {
+                    ip: ip("10.0.0.2"),
+                    trusted: true
+                },
+                Hop::Forwarded {
+                    ip: ip("203.0.113.9"),
+                    trusted: false
+                },
+            ]
+        );
         // Several header lines read as one list.
         let h = headers("x-forwarded-for", &["6.6.6.6, 203.0.113.9", "10.0.0.2"]);
         assert_eq!(r.client(ip("10.0.0.1"), &h), ip("203.0.113.9"));
