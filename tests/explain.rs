@@ -24,15 +24,6 @@ const V6: &str = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b";
 fn config_toml(upstream: &Recorder) -> String {
     format!(
         r#"
-[listen]
-public = "127.0.0.1:0"
-private = "127.0.0.1:0"
-admin = "127.0.0.1:0"
-
-[shutdown]
-grace_period = "0s"
-drain_timeout = "5s"
-
 [upstream]
 url = "{url}"
 
@@ -433,7 +424,7 @@ fn cases(config: &Config) -> Vec<Case> {
 async fn explain_reproduces_every_live_decision() {
     let upstream = Recorder::start().await;
     let toml = config_toml(&upstream);
-    let config = Config::from_toml(&[&toml]).unwrap();
+    let config = Config::from_toml(&[support::BASE, &toml]).unwrap();
     let gw = TestGateway::start_with(config.clone()).await;
     let explainer = Explainer::new(config.clone()).unwrap();
     let cases = cases(&config);
@@ -545,7 +536,7 @@ async fn explain_reproduces_every_live_decision() {
 #[tokio::test]
 async fn the_explanation_names_layer_rule_client_policy_and_token() {
     let upstream = Recorder::start().await;
-    let config = Config::from_toml(&[&config_toml(&upstream)]).unwrap();
+    let config = Config::from_toml(&[support::BASE, &config_toml(&upstream)]).unwrap();
     let explainer = Explainer::new(config.clone()).unwrap();
     let token =
         kmsgate::auth::devtoken::mint(&config.auth, "svc-7", Duration::from_secs(600), true)

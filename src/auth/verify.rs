@@ -55,14 +55,7 @@ impl Verifier {
             algorithms: config.algorithms.clone(),
             claims: ClaimRules::new(config),
             static_keys,
-            service: ServiceRule {
-                claim: config.service_claim.as_str().into(),
-                values: config
-                    .service_values
-                    .iter()
-                    .map(|v| v.as_str().into())
-                    .collect(),
-            },
+            service: service_rule(config),
             cache,
             metrics,
         }
@@ -121,6 +114,19 @@ impl Verifier {
     /// The verified-token cache, if enabled.
     pub fn cache(&self) -> Option<&Arc<TokenCache>> {
         self.cache.as_ref()
+    }
+}
+
+/// Which claim, with which values, marks a service caller (`auth.service_claim`,
+/// `auth.service_values`).
+pub fn service_rule(config: &AuthConfig) -> ServiceRule {
+    ServiceRule {
+        claim: config.service_claim.as_str().into(),
+        values: config
+            .service_values
+            .iter()
+            .map(|v| v.as_str().into())
+            .collect(),
     }
 }
 

@@ -9,7 +9,7 @@ use http::{HeaderMap, header};
 
 use super::report::{ClientInfo, HopInfo, PolicyOrigin, PrivateInfo, TokenInfo};
 use crate::auth::token::{self, ServiceRule};
-use crate::auth::{Admission, AuthConfig, Failure, Identity};
+use crate::auth::{Admission, Failure, Identity};
 use crate::canonical;
 use crate::config::ForwardedHeader;
 use crate::conn::ListenerKind;
@@ -114,18 +114,6 @@ pub fn private(network: &PrivateNetwork, ingress: &Ingress<'_>, by_client: bool)
     PrivateInfo {
         private: network.is_private(ingress),
         why,
-    }
-}
-
-/// The service rule of `[auth]` (which claim, with which values, marks a service).
-pub fn service_rule(config: &AuthConfig) -> ServiceRule {
-    ServiceRule {
-        claim: config.service_claim.as_str().into(),
-        values: config
-            .service_values
-            .iter()
-            .map(|v| v.as_str().into())
-            .collect(),
     }
 }
 

@@ -115,7 +115,7 @@ impl Narrator {
             private_by_client: config.network.private_by_client_address,
             allowed_ip: AllowedIpLayer::new(),
             auth,
-            service: facts::service_rule(&config.auth),
+            service: crate::auth::verify::service_rule(&config.auth),
             body_limit: config.body.limit,
             policy_api: config.policies.api,
             key_access: KeyAccessLayer::new(),

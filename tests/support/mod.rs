@@ -158,7 +158,8 @@ impl Recorder {
 
 // === TestGateway: the real gateway, in process, on ephemeral ports ===
 
-const BASE: &str = r#"
+/// The base of every test config: loopback listeners on ephemeral ports, no grace period.
+pub const BASE: &str = r#"
 [listen]
 public = "127.0.0.1:0"
 private = "127.0.0.1:0"
