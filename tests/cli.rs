@@ -244,6 +244,7 @@ fn every_subcommand_has_help() {
         &["check-config", "--help"],
         &["dev-kms", "--help"],
         &["health", "--help"],
+        &["explain", "--help"],
     ] {
         let out = kmsgate().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -441,4 +442,70 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `kmsgate explain` on the quickstart configuration: 1 for a refusal (printed with its code and
+/// envelope, never the token), 0 for a forwarded request, 2 for a request it cannot read;
+/// `--json` is JSON.
+#[test]
+fn explain_exits_by_the_decision() {
+    let config = project("config/kmsgate.toml");
+    let loaded = kmsgate::config::Config::load(Some(&config)).unwrap();
+    let token =
+        kmsgate::auth::devtoken::mint(&loaded.auth, "alice", Duration::from_secs(600), false)
+            .unwrap();
+    let authorization = format!("authorization: Bearer {token}");
+    let explain = |args: &[&str]| {
+        kmsgate()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("explain")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let refused = explain(&[
+        "--",
+        "curl",
+        "http://127.0.0.1:8080/api/v2/keys",
+        "-H",
+        "bluemix-instance: demo-allowed-ip",
+        "-H",
+        &authorization,
+    ]);
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("REFUSED by allowed_ip: 401 UNAUTHORIZED_ERR"),
+        "{text}"
+    );
+    assert!(text.contains("kmsgate-reason: UNAUTHORIZED_ERR"), "{text}");
+    assert!(!text.contains(&token), "the token must never be printed");
+    let forwarded = explain(&[
+        "--url",
+        "/api/v2/keys",
+        "-H",
+        "bluemix-instance: demo-private",
+        "-H",
+        &authorization,
+        "--listener",
+        "private",
+        "--json",
+    ]);
+    assert_eq!(forwarded.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&forwarded.stdout).unwrap();
+    assert_eq!(json["outcome"], "forwarded");
+    assert_eq!(json["token"]["subject"], "alice");
+    assert_eq!(json["agreement"]["agrees"], true);
+    assert!(!String::from_utf8_lossy(&forwarded.stdout).contains(&token));
+    let bad = explain(&[
+        "--",
+        "curl",
+        "--user",
+        "a:b",
+        "http://127.0.0.1:8080/api/v2/keys",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--user"));
 }
