@@ -31,6 +31,7 @@ LAT_CONNS=${LAT_CONNS:-32}       # connections oha may use for the fixed-rate ru
 LOW_RATE=${LOW_RATE:-1000}       # the fixed rate every candidate is measured at (req/s)
 HIGH_FRACTION=${HIGH_FRACTION:-0.8}  # "highest sustained rate" = this × the cell's closed-loop req/s
 RSS_CONNS=${RSS_CONNS:-1000}     # open keep-alive connections for the peak-RSS measurement (0: skip)
+ALLOCS=${ALLOCS:-20000}          # valid wraps over which each candidate's heap allocations are counted (0: skip)
 LATENCY=${LATENCY:-1}            # 0: skip the fixed-rate (oha) latency cells
 LOADGEN_CPU=${LOADGEN_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
@@ -362,6 +363,34 @@ oha_cell() { # oha_cell KIND CANDIDATE SCENARIO RATE
         -H "X-Forwarded-For: $S_CLIENT" -d "$S_BODY" \
         "http://127.0.0.1:${PORT[$2]}$WRAP_PATH"
 }
+# allocs_cell CANDIDATE: heap allocations (glibc malloc + calloc + realloc, counted with perf
+# uprobes on the candidate process) per request over ALLOCS valid wraps (oha -n, 32
+# connections, after 2,000 unmeasured ones). Load-insensitive: a count, not a time. Prints
+# "CANDIDATE ALLOCS_PER_REQUEST REALLOCS_PER_REQUEST", or nothing if perf cannot probe libc.
+allocs_cell() {
+    local cand=$1 pid=${PID[$1]} libc csv="$WORK/allocs-$1.csv" perf_pid
+    libc=$(awk '/\/libc\.so/{print $NF; exit}' "/proc/$pid/maps")
+    [ -n "$libc" ] && [ -n "$OHA" ] || return 0
+    perf probe -q -x "$libc" malloc 2>/dev/null; perf probe -q -x "$libc" calloc 2>/dev/null
+    perf probe -q -x "$libc" realloc 2>/dev/null
+    perf list 2>/dev/null | grep -q 'probe_libc:malloc' || return 0
+    scenario valid
+    local load=(taskset -c "$LOADGEN_CPU" timeout 120 "$OHA" --no-tui --output-format json -c 32
+        -m POST -H "Authorization: Bearer $S_TOKEN" -H "Bluemix-Instance: $INSTANCE"
+        -H "Content-Type: application/vnd.ibm.kms.key_action_wrap+json"
+        -H "X-Forwarded-For: $S_CLIENT" -d "$S_BODY" "http://127.0.0.1:${PORT[$cand]}$WRAP_PATH")
+    "${load[@]}" -n 2000 >/dev/null 2>&1 || return 0
+    perf stat -x, -e probe_libc:malloc,probe_libc:calloc,probe_libc:realloc -p "$pid" -o "$csv" -- sleep 300 &
+    perf_pid=$!
+    sleep 0.5
+    "${load[@]}" -n "$ALLOCS" >/dev/null 2>&1
+    pkill -P "$perf_pid" -x sleep; wait "$perf_pid" 2>/dev/null
+    awk -F, -v c="$cand" -v n="$ALLOCS" '
+        $3 == "probe_libc:malloc" || $3 == "probe_libc:calloc" { a += $1 }
+        $3 == "probe_libc:realloc" { r += $1 }
+        END { if (a > 0) printf "%s %.1f %.1f\n", c, a / n, r / n }' "$csv"
+}
+
 rotated() { # rotated N WORDS... : the words, rotated left by N (interleaving order per repetition)
     local n=$1; shift
     local words=("$@") i
@@ -467,6 +496,13 @@ main() {
             wrk_cell "$c" valid 1 "$RSS_CONNS"
         done
     fi
+    : >"$WORK/allocs.txt"
+    if [ "$ALLOCS" -gt 0 ]; then
+        for c in $CANDIDATES; do
+            log "heap allocations over $ALLOCS valid wraps: $c"
+            allocs_cell "$c" >>"$WORK/allocs.txt"
+        done
+    fi
     local load_end
     load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -483,6 +519,14 @@ main() {
         params="candidates=[$CANDIDATES] scenarios=[$SCENARIOS] latency=$LATENCY duration=${DURATION}s reps=$REPS conns=$CONNS lat_duration=${LAT_DURATION}s lat_conns=$LAT_CONNS low_rate=$LOW_RATE high_fraction=$HIGH_FRACTION rss_conns=$RSS_CONNS access_log=$ACCESS_LOG log_sink=$LOG_SINK loadgen_cpu=$LOADGEN_CPU server_cpu=$SERVER_CPU" \
         kmsgate_ok="$KMSGATE_OK" \
         before="${KMSGATE_BEFORE:+$KMSGATE_BEFORE ($("$KMSGATE_BEFORE" --version 2>/dev/null | head -1))}"
+    if [ -s "$WORK/allocs.txt" ]; then
+        {
+            printf '\n## Heap allocations per request (valid wrap)\n\n'
+            printf 'glibc malloc + calloc (realloc apart) in the candidate process, counted with perf uprobes over %s valid wraps (oha, 32 connections), after 2,000 unmeasured ones.\n\n' "$ALLOCS"
+            printf '| candidate | allocations / request | reallocs / request |\n|---|---:|---:|\n'
+            while read -r c a r; do printf '| %s | %s | %s |\n' "$c" "$a" "$r"; done <"$WORK/allocs.txt"
+        } >>"$OUT/latest.md"
+    fi
     log "wrote $OUT/latest.md and $OUT/latest.json"
     cat "$OUT/latest.md"
 }

@@ -113,25 +113,33 @@ pub fn path(path: &str) -> Result<Option<String>, Ambiguity> {
 }
 
 /// True when a path has an escape, an empty segment or a dot segment.
+///
+/// Looks only at the `%`s (one `memchr`) and at the byte after each `/`: a segment is empty or
+/// a dot segment only if a `/` is followed by `/` or `.`.
 fn needs_cleaning(path: &[u8]) -> bool {
     if path.first() != Some(&b'/') {
         return !path.is_empty();
     }
-    let mut segment_start = 0;
-    for (i, &b) in path.iter().enumerate() {
-        match b {
-            b'%' => return true,
-            b'/' if i > 0 => {
-                if is_dot_or_empty(&path[segment_start..i]) {
+    if path.contains(&b'%') {
+        return true;
+    }
+    let mut rest = path;
+    while let Some(slash) = rest.iter().position(|&b| b == b'/') {
+        let after = &rest[slash + 1..];
+        match after.first() {
+            // `//`: an empty segment (the trailing `/` of a path is kept, not cleaned).
+            Some(b'/') => return true,
+            Some(b'.') => {
+                let end = after.iter().position(|&b| b == b'/').unwrap_or(after.len());
+                if is_dot_or_empty(&after[..end]) {
                     return true;
                 }
-                segment_start = i + 1;
             }
-            b'/' => segment_start = 1,
             _ => {}
         }
+        rest = after;
     }
-    matches!(&path[segment_start..], b"." | b"..")
+    false
 }
 
 fn is_dot_or_empty(segment: &[u8]) -> bool {
@@ -315,11 +323,17 @@ pub fn instance_id(id: &str) -> Option<Cow<'_, str>> {
 /// Lowercase hex digits with hyphens at 8, 13, 18 and 23: the form ids are stored and
 /// forwarded in.
 pub fn is_canonical_uuid(bytes: &[u8]) -> bool {
+    let lower_hex = |s: &[u8]| s.iter().all(|&b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     bytes.len() == 36
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        })
+        && bytes[8] == b'-'
+        && bytes[13] == b'-'
+        && bytes[18] == b'-'
+        && bytes[23] == b'-'
+        && lower_hex(&bytes[..8])
+        && lower_hex(&bytes[9..13])
+        && lower_hex(&bytes[14..18])
+        && lower_hex(&bytes[19..23])
+        && lower_hex(&bytes[24..])
 }
 
 /// The key an instance's policies are stored under: the canonical UUID when `id` is one in
@@ -350,32 +364,27 @@ fn hyphenated(bytes: &[u8]) -> Option<[u8; 32]> {
 /// `[v6]:port`, no user info, no characters outside a host name. A bracketed text that is
 /// not an IPv6 address is refused: one reader strips the brackets, another does not.
 pub fn host(host: &str) -> Result<(), Ambiguity> {
-    // The common case, a plain name without a port: one pass.
-    if host.bytes().all(is_name_byte) {
+    // The common cases, `name` and `name:port`: one pass up to the first byte that is not a
+    // name byte.
+    let bytes = host.as_bytes();
+    let name_end = bytes
+        .iter()
+        .position(|&b| !is_name_byte(b))
+        .unwrap_or(bytes.len());
+    if name_end == bytes.len() {
         return Ok(());
     }
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']').ok_or(Ambiguity::BadHost)?;
-        inside
-            .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| Ambiguity::BadHost)?;
-        port(after)?;
-        return Ok(());
-    } else {
-        match host.rsplit_once(':') {
-            Some((name, digits)) => {
-                port_digits(digits)?;
-                name
-            }
-            None => host,
-        }
+    if bytes[name_end] == b':' {
+        return port_digits(&host[name_end + 1..]);
+    }
+    let Some(rest) = host.strip_prefix('[') else {
+        return Err(Ambiguity::BadHost);
     };
-    let valid = name.bytes().all(is_name_byte);
-    if valid {
-        Ok(())
-    } else {
-        Err(Ambiguity::BadHost)
-    }
+    let (inside, after) = rest.split_once(']').ok_or(Ambiguity::BadHost)?;
+    inside
+        .parse::<std::net::Ipv6Addr>()
+        .map_err(|_| Ambiguity::BadHost)?;
+    port(after)
 }
 
 /// A byte of a host name (letters, digits, `-`, `.`, `_`).

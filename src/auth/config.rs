@@ -74,7 +74,7 @@ pub enum Mode {
     DecodeOnly,
 }
 
-/// `[auth.cache]`: verified tokens, keyed by the SHA-256 of the token.
+/// `[auth.cache]`: verified tokens, found by a keyed hash and matched by their exact bytes.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {

@@ -275,7 +275,7 @@ impl Jwks {
         if keys.is_empty() {
             return Err(FetchError::NoKeys(skipped));
         }
-        let digest = super::cache::hash_bytes(&body);
+        let digest = sha256(&body);
         Ok((keys, skipped, digest))
     }
 
@@ -302,4 +302,12 @@ impl Jwks {
             .map_err(|e| FetchError::Body(e.to_string()))?;
         Ok(body.to_bytes())
     }
+}
+
+/// The SHA-256 of a fetched key set: a changed set clears the token cache.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }

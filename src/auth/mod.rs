@@ -13,7 +13,7 @@
 //! - [`signature`] — key material parsed once at load time, and the signature check.
 //! - [`claims`] — the registered claims (`exp`, `nbf`, `iss`, `aud`) and their checks.
 //! - [`verify`] — the decision itself (pure).
-//! - [`cache`] — verified tokens by SHA-256, until their `exp`.
+//! - [`cache`] — verified tokens by their exact bytes (found by a keyed hash), until their `exp`.
 //! - [`jwks`] — the JWKS URL and its refresher task.
 //! - [`metrics`], [`outcome`] — the closed sets of results, notes and metric labels.
 //! - [`devtoken`] — `kmsgate token`, tokens signed with a development key.

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderValue;
 use jsonwebtoken::Algorithm;
 
-use super::cache::{self, TokenCache};
+use super::cache::TokenCache;
 use super::claims::ClaimRules;
 use super::config::{AuthConfig, Mode};
 use super::identity::Identity;
@@ -75,9 +75,9 @@ impl Verifier {
             let identity = Identity::new(&unverified.subject, unverified.is_service);
             return Ok((identity, Admission::Decoded));
         }
-        let cached = self.cache.as_deref().map(|c| (c, cache::hash(token)));
-        if let Some((cache, key)) = &cached {
-            let hit = cache.get(key, now);
+        let cached = self.cache.as_deref().map(|c| (c, c.key(token)));
+        if let Some((cache, key)) = cached {
+            let hit = cache.get(key, token, now);
             self.metrics.cache(hit.is_some());
             if let Some(identity) = hit {
                 return Ok((identity, Admission::Verified));
@@ -106,7 +106,7 @@ impl Verifier {
         self.claims.check(&unverified.claims, now)?;
         let identity = Identity::new(&unverified.subject, unverified.is_service);
         if let (Some((cache, key)), Some(exp)) = (cached, unverified.exp) {
-            cache.insert(key, identity.clone(), exp, now);
+            cache.insert(key, token, identity.clone(), exp, now);
         }
         Ok((identity, Admission::Verified))
     }

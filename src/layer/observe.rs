@@ -43,7 +43,7 @@ pub const CORRELATION_ID: HeaderName = HeaderName::from_static("correlation-id")
 pub struct RequestLog {
     route: OnceLock<Route>,
     client: OnceLock<IpAddr>,
-    subject: OnceLock<Box<str>>,
+    subject: OnceLock<Arc<str>>,
     note: OnceLock<&'static str>,
     shadow: OnceLock<Reason>,
 }
@@ -64,9 +64,9 @@ impl RequestLog {
         let _ = self.client.set(ip);
     }
 
-    /// Records the token subject (an identity, never the token).
-    pub fn set_subject(&self, subject: &str) {
-        let _ = self.subject.set(subject.into());
+    /// Records the token subject (an identity, never the token): a reference count, no copy.
+    pub fn set_subject(&self, subject: &Arc<str>) {
+        let _ = self.subject.set(subject.clone());
     }
 
     /// The token subject, once the bearer layer has recorded it.

@@ -47,12 +47,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The request headers as they go upstream: hop-by-hop headers and `Host` removed (the client
-/// sets the upstream's), `X-Forwarded-For` set to `client`, `X-Forwarded-Proto` to the client's
-/// scheme.
-pub fn forwarded_request_headers(headers: &mut HeaderMap, client: Option<IpAddr>, tls: bool) {
+/// The request headers as they go upstream: hop-by-hop headers removed, `Host` set to the
+/// upstream's (`host`, see [`upstream_host`]), `X-Forwarded-For` set to `client`,
+/// `X-Forwarded-Proto` to the client's scheme.
+pub fn forwarded_request_headers(
+    headers: &mut HeaderMap,
+    host: &HeaderValue,
+    client: Option<IpAddr>,
+    tls: bool,
+) {
     strip_hop_by_hop(headers);
-    headers.remove(header::HOST);
+    headers.insert(header::HOST, host.clone());
     if let Some(ip) = client {
         // Overwrite, never append: what the client sent is not trusted here.
         let mut text = Vec::with_capacity(15);
@@ -63,6 +68,20 @@ pub fn forwarded_request_headers(headers: &mut HeaderMap, client: Option<IpAddr>
     }
     let proto = if tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+}
+
+/// The `Host` header of every request to `uri`'s authority, as hyper-util's client writes it
+/// when a request has none (`host`, or `host:port` for a port that is not the scheme's
+/// default). Built once, so no request formats it.
+pub fn upstream_host(uri: &http::Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    let secure = matches!(uri.scheme_str(), Some("https" | "wss"));
+    match uri.port_u16() {
+        Some(443) if secure => HeaderValue::from_str(host).ok(),
+        Some(80) if !secure => HeaderValue::from_str(host).ok(),
+        Some(port) => HeaderValue::from_maybe_shared(Bytes::from(format!("{host}:{port}"))).ok(),
+        None => HeaderValue::from_str(host).ok(),
+    }
 }
 
 #[cfg(test)]
@@ -83,5 +102,16 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("bluemix-instance"));
+    }
+
+    #[test]
+    fn the_upstream_host_is_what_the_client_would_write() {
+        let host = |u: &str| upstream_host(&u.parse().unwrap()).unwrap();
+        assert_eq!(host("http://kms.example"), "kms.example");
+        assert_eq!(host("http://kms.example:80/base"), "kms.example");
+        assert_eq!(host("http://127.0.0.1:8081"), "127.0.0.1:8081");
+        assert_eq!(host("https://kms.example:443"), "kms.example");
+        assert_eq!(host("https://kms.example:80"), "kms.example:80");
+        assert_eq!(host("http://[::1]:9"), "[::1]:9");
     }
 }

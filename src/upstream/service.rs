@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::Route;
 
-use super::headers::{forwarded_request_headers, strip_hop_by_hop};
+use super::headers::{forwarded_request_headers, strip_hop_by_hop, upstream_host};
 use super::inspect::{ErrorInspector, INSPECT_LIMIT, envelope_codes};
 
 /// A backend served in-process (the embedded dev KMS): any cloneable service that answers
@@ -55,6 +55,8 @@ struct Remote {
     client: HttpsClient,
     scheme: Scheme,
     authority: Authority,
+    /// The `Host` header every request to the upstream carries.
+    host: HeaderValue,
     /// The upstream URL's path without a trailing `/` ("" for none).
     base_path: String,
     request_timeout: Duration,
@@ -95,6 +97,9 @@ impl Upstream {
             ));
         };
         let base_path = uri.path().trim_end_matches('/').to_owned();
+        let host = upstream_host(&uri).ok_or_else(|| {
+            ConfigError::invalid("upstream.url", "the host is not a valid Host header")
+        })?;
 
         let client = https_client(&ClientSettings {
             connect_timeout: config.connect_timeout,
@@ -107,6 +112,7 @@ impl Upstream {
             client,
             scheme,
             authority,
+            host,
             base_path,
             request_timeout: config.request_timeout,
             slots: Arc::new(Semaphore::new(config.max_connections)),
@@ -277,7 +283,7 @@ impl Remote {
 
         let tls = req.extensions().get::<ConnInfo>().is_some_and(|c| c.tls);
         let client = client_ip(req.extensions());
-        forwarded_request_headers(req.headers_mut(), client, tls);
+        forwarded_request_headers(req.headers_mut(), &self.host, client, tls);
         Ok(())
     }
 }
