@@ -185,14 +185,14 @@ async fn install<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyprotect_3_0_1_every_method() {
-    let python = install(|| sdk::python_with("pyenv", "keyprotect", "3.0.1")).await;
+    let python = install(sdk::keyprotect_3_0_1).await;
     let script = "tests/python/kp_methods.py";
     check("keyprotect-3.0.1", &python, script, &[], 46).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyprotect_2_3_1_every_method() {
-    let python = install(|| sdk::python_with("pyenv-2.3.1", "keyprotect", "2.3.1")).await;
+    let python = install(sdk::keyprotect_2_3_1).await;
     let script = "tests/python/kp231_methods.py";
     check("keyprotect-2.3.1", &python, script, &[], 49).await;
 }

@@ -20,7 +20,7 @@ const INSTANCE: &str = "00000000-0000-4000-8000-0000000000a1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_python_client_on_the_quickstart_configuration() {
-    let python = tokio::task::spawn_blocking(|| sdk::python_with("pyenv", "keyprotect", "3.0.1"))
+    let python = tokio::task::spawn_blocking(sdk::keyprotect_3_0_1)
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let policies = sdk::scratch("python-client-policies");

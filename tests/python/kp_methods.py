@@ -16,6 +16,9 @@ import io
 import json
 import os
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ibm_cloud_sdk_core import ApiException
 from ibm_cloud_sdk_core.authenticators import BearerTokenAuthenticator
 from keyprotect.ibm_key_protect_api_v2 import IbmKeyProtectApiV2
@@ -216,7 +219,25 @@ call(
     "",
     lambda: kp.post_import_token(bluemix_instance=I, expiration=600, max_allowed_retrievals=2),
 )
-call("get_import_token", "", lambda: kp.get_import_token(bluemix_instance=I))
+token = call("get_import_token", "", lambda: kp.get_import_token(bluemix_instance=I))
+# Secure import as a client does it (the SDK has no helpers): the token's public key seals the
+# key material (RSA-OAEP SHA-256), the material seals the token's nonce (AES-256-GCM).
+material = os.urandom(32)
+public_key = serialization.load_pem_public_key(base64.b64decode(token["payload"]))
+oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+sealed_material = base64.b64encode(public_key.encrypt(material, oaep)).decode()
+
+
+def secure_import(nonce: bytes):
+    iv = os.urandom(12)
+    sealed_nonce = base64.b64encode(AESGCM(material).encrypt(iv, nonce, None)).decode()
+    fields = {"payload": sealed_material, "encryptedNonce": sealed_nonce, "iv": base64.b64encode(iv).decode()}
+    fields["encryptionAlgorithm"] = "RSAES_OAEP_SHA_256"
+    return kp.create_key(bluemix_instance=I, key_create_body=body(key_body("secure", False, **fields)))
+
+
+call("create_key", "secure import, another nonce than the token's", lambda: secure_import(b"wrong-nonce"))
+call("create_key", "secure import (`encryptedNonce`, `iv`)", lambda: secure_import(base64.b64decode(token["nonce"])))
 call("get_registrations", "", lambda: kp.get_registrations(id=root_id, bluemix_instance=I))
 call("get_registrations_all_keys", "", lambda: kp.get_registrations_all_keys(bluemix_instance=I))
 call("create_key_ring", "", lambda: kp.create_key_ring(key_ring_id="ring-1", bluemix_instance=I))

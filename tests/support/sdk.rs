@@ -52,13 +52,30 @@ fn must_run(command: &mut Command, what: &str) -> Output {
     out
 }
 
-/// The python of the virtualenv `target/<venv>` with PyPI's `package==version` installed (made
-/// on first use, and made again when it holds another version or is half-made).
-pub fn python_with(venv: &str, package: &str, version: &str) -> PathBuf {
+/// The python of `target/pyenv`: keyprotect 3.0.1, with the RSA library its scripts seal a
+/// secure import with (the client has no helpers for it).
+pub fn keyprotect_3_0_1() -> PathBuf {
+    python_with("pyenv", &["keyprotect==3.0.1", "cryptography==50.0.2"])
+}
+
+/// The python of `target/pyenv-2.3.1`: keyprotect 2.3.1 (redstone, which brings its own
+/// `cryptography`).
+pub fn keyprotect_2_3_1() -> PathBuf {
+    python_with("pyenv-2.3.1", &["keyprotect==2.3.1"])
+}
+
+/// The python of the virtualenv `target/<venv>` with PyPI's `requirements` (`name==version`)
+/// installed (made on first use, and made again when it holds other versions or is half-made).
+pub fn python_with(venv: &str, requirements: &[&str]) -> PathBuf {
     let dir = target_dir().join(venv);
     let python = dir.join("bin").join("python");
-    let check =
-        format!("import importlib.metadata as m; assert m.version({package:?}) == {version:?}");
+    let pins: Vec<(&str, &str)> = requirements
+        .iter()
+        .map(|r| r.split_once("==").expect("a requirement is name==version"))
+        .collect();
+    let check = format!(
+        "import importlib.metadata as m; assert all(m.version(n) == v for n, v in {pins:?})"
+    );
     if succeeded(Command::new(&python).args(["-c", &check])) {
         return python;
     }
@@ -68,23 +85,24 @@ pub fn python_with(venv: &str, package: &str, version: &str) -> PathBuf {
         "make a virtualenv with python3 -m venv (this test runs IBM's Python client)",
     );
     must_run(
-        Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--retries",
-            "2",
-            "--timeout",
-            "30",
-            &format!("{package}=={version}"),
-        ]),
-        &format!("install {package}=={version} from PyPI (is PyPI reachable?)"),
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--retries",
+                "2",
+                "--timeout",
+                "30",
+            ])
+            .args(requirements),
+        &format!("install {requirements:?} from PyPI (is PyPI reachable?)"),
     );
     assert!(
         succeeded(Command::new(&python).args(["-c", &check])),
-        "{package}=={version} was installed into {} but is not there",
+        "{requirements:?} were installed into {} but are not there",
         dir.display()
     );
     python
