@@ -89,6 +89,20 @@ pub struct Narrator {
     policies: PoliciesConfig,
 }
 
+/// The layers after observe, in the stack's order (`gateway.rs`).
+const LAYERS: [&str; 10] = [
+    "route",
+    "client_ip",
+    "instance",
+    "network",
+    "allowed_ip",
+    "bearer",
+    "body",
+    "policy_api",
+    "key_access",
+    "proxy",
+];
+
 fn step(layer: &'static str, verdict: &'static str, detail: impl Into<String>) -> Step {
     Step {
         layer,
@@ -123,8 +137,21 @@ impl Narrator {
         }
     }
 
-    /// Takes `req` through every layer's decision, in order, until one refuses.
-    pub fn narrate(&self, mut req: Request<Body>) -> Narrative {
+    /// Takes `req` through every layer's decision, in order, until one refuses; the layers
+    /// after it are listed as not reached.
+    pub fn narrate(&self, req: Request<Body>) -> Narrative {
+        let mut n = self.walk(req);
+        let last = n.steps.last().map(|s| s.layer);
+        let after = last
+            .and_then(|l| LAYERS.iter().position(|x| *x == l))
+            .map_or(LAYERS.len(), |i| i + 1);
+        for layer in &LAYERS[after..] {
+            n.steps.push(step(layer, "skip", "not reached"));
+        }
+        n
+    }
+
+    fn walk(&self, mut req: Request<Body>) -> Narrative {
         let mut n = Narrative {
             route: None,
             client: None,
