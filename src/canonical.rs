@@ -80,7 +80,8 @@ pub const DECIDING_PARAMS: [&str; 2] = ["action", "policy"];
 /// Percent-escapes are decoded (Go routes on the decoded path) and re-encoded only where a
 /// path needs it; `.` and `..` segments are resolved and empty segments collapsed (Go's
 /// `ServeMux` cleans a path the same way before it routes). A trailing `/` is kept. A bad
-/// escape or an encoded `/` is an [`Ambiguity`].
+/// escape or an encoded `/` is an [`Ambiguity`], except in a registration's resource CRN
+/// (`/api/v2/keys/{id}/registrations/{urlEncodedResourceCRN}`), where it stays encoded.
 pub fn path(path: &str) -> Result<Option<String>, Ambiguity> {
     // `*` is the asterisk-form target of `OPTIONS *`, not a path.
     if path == "*" || !needs_cleaning(path.as_bytes()) {
@@ -88,9 +89,17 @@ pub fn path(path: &str) -> Result<Option<String>, Ambiguity> {
     }
     let trailing_slash = path.len() > 1 && path.ends_with('/');
     let mut segments: Vec<Vec<u8>> = Vec::new();
+    // Set once a registration's resource CRN kept an encoded `/`.
+    let mut crn_slash = false;
     for raw in path.split('/') {
         let segment = decode(raw.as_bytes(), false)?;
         if segment.contains(&b'/') {
+            if !is_registration_crn(&segments) {
+                return Err(Ambiguity::EncodedSlash);
+            }
+            crn_slash = true;
+        } else if crn_slash && is_dot_or_empty(&segment) {
+            // Go would resolve this against the decoded `/`s, the gateway against the CRN.
             return Err(Ambiguity::EncodedSlash);
         }
         match &segment[..] {
@@ -110,6 +119,16 @@ pub fn path(path: &str) -> Result<Option<String>, Ambiguity> {
         out.push('/');
     }
     Ok((out != path).then_some(out))
+}
+
+/// True when `segments` are `api v2 keys {id} registrations`: the next one is a registration's
+/// resource CRN, whose `a/<account>` part real clients send as `%2F`. It is kept encoded: read
+/// as one segment or as several, the request stays under the key's registrations, where the
+/// gateway decides by method alone (every write there is a registration write), and nothing
+/// after it may be a dot or empty segment (which Go would resolve against the decoded `/`s).
+fn is_registration_crn(segments: &[Vec<u8>]) -> bool {
+    matches!(segments, [api, v2, keys, _, registrations]
+        if api == b"api" && v2 == b"v2" && keys == b"keys" && registrations == b"registrations")
 }
 
 /// True when a path has an escape, an empty segment or a dot segment.

@@ -29,6 +29,7 @@ use crate::layer::network::{Network, NetworkLayer};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::layer::policy_api::{PolicyApi, PolicyApiLayer};
 use crate::layer::route::{RouteGuard, RouteLayer};
+use crate::layer::service_rules::{ServiceRulesGuard, ServiceRulesLayer};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
 use crate::policy::etcd::EtcdSource;
@@ -42,7 +43,13 @@ pub use config_reload::{ConfigReload, LiveRules};
 /// The full stack a client request goes through.
 pub type Stack = Observe<
     RouteGuard<
-        ClientIp<Instance<Network<AllowedIp<Bearer<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>>>,
+        ClientIp<
+            Instance<
+                Network<
+                    AllowedIp<Bearer<ServiceRulesGuard<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>,
+                >,
+            >,
+        >,
     >,
 >;
 
@@ -76,6 +83,9 @@ pub fn stack(
     // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR with
     // WWW-Authenticate; puts the caller's Identity in the extensions.
     let bearer = bearer.clone();
+    // service_rules: on that identity, registration writes by users → 403 SERVICE_ONLY_ERR,
+    // key delete/purge by services → 403 RESOURCE_OWNER_ERR (auth.service_rules).
+    let service_rules = ServiceRulesLayer::new(config.auth.service_rules);
     // body: bounded buffer (body.limit, body.read_timeout) of the routes that need it, parse
     // once, Key Protect shape checks.
     let body = BodyShapeLayer::from_config(&config.body);
@@ -84,7 +94,8 @@ pub fn stack(
     // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
     let key_access = KeyAccessLayer::new();
     // proxy: the upstream KMS, or the embedded dev KMS.
-    let inner = bearer.layer(body.layer(policy_api.layer(key_access.layer(upstream))));
+    let inner = policy_api.layer(key_access.layer(upstream));
+    let inner = bearer.layer(service_rules.layer(body.layer(inner)));
     let inner = instance.layer(network.layer(allowed_ip.layer(inner)));
     observe.layer(route.layer(client_ip.layer(inner)))
 }

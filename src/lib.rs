@@ -9,7 +9,8 @@
 //! that is the contract:
 //!
 //! ```text
-//! observe → client_ip → instance → network → allowed_ip → bearer → body → policy_api → key_access → proxy
+//! observe → client_ip → instance → network → allowed_ip → bearer → service_rules → body → policy_api →
+//! key_access → proxy
 //! ```
 //!
 //! Each layer is public and can be used on its own.

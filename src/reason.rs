@@ -299,6 +299,27 @@ impl Operation {
     /// Key policies.
     pub const KEY_POLICY: Operation =
         Operation::new("Key policy could not be processed", Quote::Backtick);
+    /// Registration lists. Key Protect documents no `errorMsg` for registrations; these follow
+    /// its key phrasing.
+    pub const REGISTRATION_LIST: Operation =
+        Operation::new("Registrations could not be retrieved", Quote::Backtick);
+    /// `POST /keys/{id}/registrations/{crn}`.
+    pub const REGISTRATION_CREATE: Operation =
+        Operation::new("Registration could not be created", Quote::Backtick);
+    /// `PUT /keys/{id}/registrations/{crn}`.
+    pub const REGISTRATION_REPLACE: Operation =
+        Operation::new("Registration could not be replaced", Quote::Backtick);
+    /// `PATCH /keys/{id}/registrations/{crn}`.
+    pub const REGISTRATION_UPDATE: Operation =
+        Operation::new("Registration could not be updated", Quote::Backtick);
+    /// `DELETE /keys/{id}/registrations/{crn}`.
+    pub const REGISTRATION_DELETE: Operation =
+        Operation::new("Registration could not be deleted", Quote::Backtick);
+    /// `POST /keys/{id}/registrations?action=<a>`.
+    pub const REGISTRATION_ACTION: Operation = Operation::new(
+        "Action could not be performed on registration",
+        Quote::Backtick,
+    );
     /// `POST /import_token`.
     pub const IMPORT_TOKEN_CREATE: Operation =
         Operation::new("Import Token could not be created", Quote::Backtick);

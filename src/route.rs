@@ -73,8 +73,18 @@ routes! {
     KeyPolicies => "key_policies",
     /// `/api/v2/keys/{id}/aliases/{alias}`.
     KeyAliases => "key_aliases",
-    /// `/api/v2/keys/{id}/registrations`, `/api/v2/keys/registrations`.
+    /// `GET /api/v2/keys/{id}/registrations`, `GET /api/v2/keys/registrations`: list.
     Registrations => "registrations",
+    /// `POST /api/v2/keys/{id}/registrations/{urlEncodedResourceCRN}` (service to service).
+    RegistrationCreate => "registration_create",
+    /// `PUT /api/v2/keys/{id}/registrations/{urlEncodedResourceCRN}` (service to service).
+    RegistrationReplace => "registration_replace",
+    /// `PATCH /api/v2/keys/{id}/registrations/{urlEncodedResourceCRN}` (service to service).
+    RegistrationUpdate => "registration_update",
+    /// `DELETE /api/v2/keys/{id}/registrations/{urlEncodedResourceCRN}` (service to service).
+    RegistrationDelete => "registration_delete",
+    /// `POST /api/v2/keys/{id}/registrations?action=<a>` (`deactivate`; service to service).
+    RegistrationAction => "registration_action",
     /// `GET /api/v2/instance/policies`.
     InstancePoliciesGet => "instance_policies_get",
     /// `PUT /api/v2/instance/policies`.
@@ -122,7 +132,7 @@ impl Route {
             ("keys_with_policy_overrides", None, ..) if m == Method::POST => {
                 Route::KeyCreateWithPolicyOverrides
             }
-            ("keys", Some("registrations"), None, ..) => Route::Registrations,
+            ("keys", Some("registrations"), None, ..) => registration_route(m, query, false),
             ("keys", Some(id), None, ..) if !id.is_empty() => match *m {
                 Method::GET => Route::KeyGet,
                 Method::PATCH => Route::KeyPatch,
@@ -136,9 +146,14 @@ impl Route {
                 (Method::POST, "restore") => Route::KeyRestore,
                 (Method::GET, "versions") => Route::KeyVersions,
                 (_, "policies") => Route::KeyPolicies,
-                (_, "registrations") => Route::Registrations,
+                (_, "registrations") => registration_route(m, query, false),
                 _ => Route::Other,
             },
+            // `{urlEncodedResourceCRN}`, and a CRN sent unencoded (its `a/<account>` part makes
+            // more segments): every write under a key's registrations is a registration write.
+            ("keys", Some(_), Some("registrations"), Some(_), _) => {
+                registration_route(m, query, true)
+            }
             ("keys", Some(_), Some("actions"), Some(action), None) if m == Method::POST => {
                 action_route(action)
             }
@@ -190,6 +205,19 @@ impl Route {
             )
     }
 
+    /// True for the registration writes (create, replace, update, delete, and the action-style
+    /// form): Key Protect allows them to services only.
+    pub fn is_registration_write(self) -> bool {
+        matches!(
+            self,
+            Route::RegistrationCreate
+                | Route::RegistrationReplace
+                | Route::RegistrationUpdate
+                | Route::RegistrationDelete
+                | Route::RegistrationAction
+        )
+    }
+
     /// The operation this route names in an `errorMsg`.
     pub fn operation(self) -> Operation {
         match self {
@@ -204,10 +232,34 @@ impl Route {
             Route::KeyEnable => Operation::KEY_ENABLE,
             r if r.is_key_action() => Operation::KEY_ACTION,
             Route::KeyPolicies => Operation::KEY_POLICY,
+            Route::Registrations => Operation::REGISTRATION_LIST,
+            Route::RegistrationCreate => Operation::REGISTRATION_CREATE,
+            Route::RegistrationReplace => Operation::REGISTRATION_REPLACE,
+            Route::RegistrationUpdate => Operation::REGISTRATION_UPDATE,
+            Route::RegistrationDelete => Operation::REGISTRATION_DELETE,
+            Route::RegistrationAction => Operation::REGISTRATION_ACTION,
             Route::InstancePoliciesPut => Operation::INSTANCE_POLICY_CREATE,
             Route::InstancePoliciesGet => Operation::INSTANCE_POLICY_RETRIEVE,
             _ => Operation::REQUEST,
         }
+    }
+}
+
+/// A request under `/keys[/{id}]/registrations`, by method: `with_crn` when the path names a
+/// resource CRN. A read is the list; a `POST` with `?action=` is the action-style form; any
+/// other write is one of the four registration writes (on the collection path too, so that no
+/// registration write is ever classified as something else).
+fn registration_route(method: &Method, query: Option<&str>, with_crn: bool) -> Route {
+    match *method {
+        Method::GET | Method::HEAD => Route::Registrations,
+        Method::POST if !with_crn && query_param(query, "action").is_some() => {
+            Route::RegistrationAction
+        }
+        Method::POST => Route::RegistrationCreate,
+        Method::PUT => Route::RegistrationReplace,
+        Method::PATCH => Route::RegistrationUpdate,
+        Method::DELETE => Route::RegistrationDelete,
+        _ => Route::Other,
     }
 }
 
@@ -335,6 +387,32 @@ mod tests {
         assert_eq!(
             c(Method::GET, "/api/v2/keys/abc/registrations"),
             Route::Registrations
+        );
+        for (method, route) in [
+            (Method::POST, Route::RegistrationCreate),
+            (Method::PUT, Route::RegistrationReplace),
+            (Method::PATCH, Route::RegistrationUpdate),
+            (Method::DELETE, Route::RegistrationDelete),
+            (Method::GET, Route::Registrations),
+        ] {
+            let crn = "crn:v1:bluemix:public:cloud-object-storage:global:a%2Facct:inst:bucket:b";
+            let path = format!("/api/v2/keys/abc/registrations/{crn}");
+            assert_eq!(c(method.clone(), &path), route, "{method} {path}");
+            // A CRN sent unencoded has more segments: still the same registration operation.
+            let raw = "/api/v2/keys/abc/registrations/crn:v1:x:a/acct:inst:bucket:b";
+            assert_eq!(c(method.clone(), raw), route, "{method} {raw}");
+            assert_eq!(route.is_registration_write(), method != Method::GET);
+        }
+        assert_eq!(
+            c(
+                Method::POST,
+                "/api/v2/keys/abc/registrations?action=deactivate"
+            ),
+            Route::RegistrationAction
+        );
+        assert_eq!(
+            c(Method::DELETE, "/api/v2/keys/registrations"),
+            Route::RegistrationDelete
         );
         assert_eq!(
             c(Method::GET, "/api/v2/instance/policies?policy=allowedIP"),

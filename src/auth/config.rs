@@ -31,6 +31,9 @@ pub struct AuthConfig {
     /// Values of `service_claim` that mean "service" (a string claim, or any element of an
     /// array claim).
     pub service_values: Vec<String>,
+    /// The service-to-service rules on the identity above (registration writes by services
+    /// only, no key deletion by a service): `enforce`, `shadow` or `off`.
+    pub service_rules: ServiceRules,
     /// The verified-token cache.
     pub cache: CacheConfig,
     /// PEM public keys (RSA, EC P-256/P-384, Ed25519).
@@ -54,6 +57,7 @@ impl Default for AuthConfig {
             leeway: Duration::from_secs(60),
             service_claim: "sub_type".to_owned(),
             service_values: vec!["ServiceId".to_owned()],
+            service_rules: ServiceRules::Enforce,
             cache: CacheConfig::default(),
             pem_keys: Vec::new(),
             hmac_keys: Vec::new(),
@@ -72,6 +76,21 @@ pub enum Mode {
     Verify,
     /// Read the subject without verifying anything (the KMS verifies tokens itself).
     DecodeOnly,
+}
+
+/// `auth.service_rules`: what the gateway does with Key Protect's service-to-service rules
+/// (403 `SERVICE_ONLY_ERR` for a registration write by a user, 403 `RESOURCE_OWNER_ERR` for a
+/// key deletion by a service).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceRules {
+    /// Refuse (Key Protect refuses these requests itself; the gateway answers first).
+    #[default]
+    Enforce,
+    /// Decide, but only count (`kmsgate_shadow_rejections_total`) and log; forward.
+    Shadow,
+    /// Do not decide: forward, and leave the rules to the KMS.
+    Off,
 }
 
 /// `[auth.cache]`: verified tokens, found by a keyed hash and matched by their exact bytes.

@@ -36,7 +36,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, header};
 
-pub use config::{AuthConfig, CacheConfig, HmacKeyConfig, JwksUrlConfig, Mode, PemKeyConfig};
+pub use config::{
+    AuthConfig, CacheConfig, HmacKeyConfig, JwksUrlConfig, Mode, PemKeyConfig, ServiceRules,
+};
 pub use identity::Identity;
 pub use metrics::Admission;
 pub use outcome::Failure;

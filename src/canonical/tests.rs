@@ -56,6 +56,30 @@ fn dot_and_empty_segments_are_resolved() {
 fn ambiguous_paths_are_refused() {
     assert_eq!(p("/api/v2/keys%2Fabc"), Err(Ambiguity::EncodedSlash));
     assert_eq!(p("/api/v2/keys/a%2fb"), Err(Ambiguity::EncodedSlash));
+    // A registration's resource CRN keeps its encoded `/` (`a/<account>`), and nothing Go could
+    // resolve against the decoded `/`s may follow it.
+    let crn = "/api/v2/keys/k/registrations/crn%3Av1%3Ax%3Aa%2Facct%3Ab";
+    assert_eq!(
+        p(crn),
+        Ok(Some(
+            "/api/v2/keys/k/registrations/crn:v1:x:a%2Facct:b".to_owned()
+        ))
+    );
+    for tail in ["/..", "/.", "/", "/x/.."] {
+        assert_eq!(
+            p(&format!("{crn}{tail}")),
+            Err(Ambiguity::EncodedSlash),
+            "{tail}"
+        );
+    }
+    assert_eq!(
+        p("/api/v2/keys/a%2Fb/registrations/crn"),
+        Err(Ambiguity::EncodedSlash)
+    );
+    assert_eq!(
+        p("/api/v2/keys/k/aliases/a%2Fb"),
+        Err(Ambiguity::EncodedSlash)
+    );
     assert_eq!(p("/api/v2/keys/a%2"), Err(Ambiguity::BadEscape));
     assert_eq!(p("/api/v2/keys/a%zz"), Err(Ambiguity::BadEscape));
 }

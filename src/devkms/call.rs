@@ -32,6 +32,9 @@ pub(crate) struct Call<'a> {
     /// Who is calling: the subject of the identity the gateway verified, else the `sub` of
     /// the bearer token (the dev KMS served alone verifies nothing), else [`super::model::ACTOR`].
     pub(crate) subject: &'a str,
+    /// Whether the caller is a service: the gateway's [`crate::auth::Identity`], else the
+    /// bearer token's `sub_type` (IBM IAM's `ServiceId`).
+    pub(crate) is_service: bool,
     /// The instance's dualAuthDelete as the gateway enforces it (`policies.api = "own"`: the
     /// policy PUT never reaches the dev KMS), when the gateway put its policy in the request.
     pub(crate) gateway_dual_auth: Option<bool>,

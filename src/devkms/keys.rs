@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::call::{Call, KEY_COLLECTION, Prefer, collection, no_content};
 use super::crypto::{self, Secret};
 use super::model::*;
+use super::query::parse_bool;
 use super::secure_import::{self, Import};
 use super::store::{DEFAULT_RING, Instance, now};
 use crate::body::Body;
@@ -216,11 +217,27 @@ pub(crate) fn versions(
 
 /// `DELETE /api/v2/keys/{id}`: 204, or 200 + the key with `Prefer: return=representation`.
 /// A dual-auth key needs a prior `setKeyForDeletion` by another subject than the deleter's:
-/// with none, or with only the deleter's own, 409 `AUTHORIZATIONS_NOT_MET`.
+/// with none, or with only the deleter's own, 409 `AUTHORIZATIONS_NOT_MET`. A service may not
+/// delete a key (403 `RESOURCE_OWNER_ERR`). A key with registrations needs `force=true` (409
+/// `PROTECTED_RESOURCE_ERR`), which removes them, and none may have `preventKeyDeletion` (409
+/// `PREV_KEY_DEL_ERR`).
 pub(crate) fn delete(
     instance: &mut Instance,
     call: &Call<'_>,
 ) -> Result<Response<Body>, Rejection> {
+    if call.is_service {
+        return Err(call.reject(Reason::ResourceOwner));
+    }
+    let key_id = live(instance, call)?.id.clone();
+    let (registered, prevented) = instance.registered(&key_id);
+    let force = call.query("force").and_then(parse_bool).unwrap_or(false);
+    if prevented {
+        return Err(call.reject(Reason::PrevKeyDel));
+    }
+    if registered && !force {
+        return Err(call.reject(Reason::ProtectedResource));
+    }
+    instance.unregister(&key_id);
     let key = live(instance, call)?;
     if key.dual_auth_delete
         && key
@@ -250,9 +267,13 @@ pub(crate) fn delete(
 
 /// `DELETE /api/v2/keys/{id}/purge`: removes a deleted key for good, once `purge_wait` (Key
 /// Protect: four hours) has passed since its deletion (409 `REQ_TOO_EARLY_ERR` before; 409
-/// `KEY_ACTION_INVALID_STATE_ERR` for a key that is not deleted). 200 + the key, or 204 with
+/// `KEY_ACTION_INVALID_STATE_ERR` for a key that is not deleted; 403 `RESOURCE_OWNER_ERR` for a
+/// service). 200 + the key, or 204 with
 /// `Prefer: return=minimal`; afterwards the key is not found.
 pub(crate) fn purge(instance: &mut Instance, call: &Call<'_>) -> Result<Response<Body>, Rejection> {
+    if call.is_service {
+        return Err(call.reject(Reason::ResourceOwner));
+    }
     let key = named(instance, call)?;
     let Some(deleted_at) = key.deleted_at.filter(|_| key.is_deleted()) else {
         return Err(call

@@ -21,7 +21,7 @@
 //! | `GET /api/v2/key_rings`, `POST`/`DELETE /api/v2/key_rings/{id}` | key rings (`default` always there); `X-Kms-Key-Ring` scopes key calls |
 //! | `PATCH /api/v2/keys/{id}` | moves the key to the ring `keyRingID` names |
 //! | `DELETE /api/v2/keys/{id}/purge` | a deleted key, once `purge_wait` (4 h) has passed since its deletion |
-//! | `GET /api/v2/keys[/{id}]/registrations` | none (200, empty); writes are 403 `SERVICE_ONLY_ERR` |
+//! | `GET /api/v2/keys[/{id}]/registrations`, `POST`/`PUT`/`PATCH`/`DELETE /api/v2/keys/{id}/registrations/{crn}` | registrations (`registrations.rs`); the writes by services only (403 `SERVICE_ONLY_ERR`) |
 //! | `/api/v2/kmip_adapters/...` | 403 `FEATURE_RESTRICTED_ERR` with Key Protect's message |
 //!
 //! Anything else gets 403 `FEATURE_RESTRICTED_ERR` ("not implemented by the dev KMS").
@@ -32,7 +32,10 @@
 //!
 //! Who calls: the subject of the [`Identity`] the gateway's bearer layer verified and put in
 //! the request extensions, or, without one (`kmsgate dev-kms`, `auth.enabled = false`), the
-//! unverified `sub` of the bearer token. It is recorded as `createdBy`/`deletedBy`, and dual
+//! unverified `sub` of the bearer token; a service when the identity says so, or the token's
+//! `sub_type` is `ServiceId` (IBM IAM's mark). A service may write registrations and may not
+//! delete or purge keys (403 `RESOURCE_OWNER_ERR`). The subject is recorded as
+//! `createdBy`/`deletedBy`, and dual
 //! authorization needs two: a key with dualAuthDelete is deleted only after a
 //! `setKeyForDeletion` by another subject than the deleter (409 `AUTHORIZATIONS_NOT_MET`).
 //! The instance's dualAuthDelete is the gateway's ([`ActivePolicy`] in the extensions) when
@@ -59,6 +62,7 @@ mod list;
 mod model;
 mod policies;
 mod query;
+mod registrations;
 mod secure_import;
 mod store;
 
@@ -169,12 +173,15 @@ async fn handle(store: &Store, rules: Rules, req: Request<Body>) -> Response<Bod
     } else {
         None
     };
-    let token_subject;
-    let subject = match parts.extensions.get::<Identity>() {
-        Some(identity) => &*identity.subject,
+    let token_caller;
+    let (subject, is_service) = match parts.extensions.get::<Identity>() {
+        Some(identity) => (&*identity.subject, identity.is_service),
         None => {
-            token_subject = bearer_subject(&parts.headers);
-            token_subject.as_deref().unwrap_or(model::ACTOR)
+            token_caller = bearer_caller(&parts.headers);
+            match &token_caller {
+                Some((sub, service)) => (sub.as_str(), *service),
+                None => (model::ACTOR, false),
+            }
         }
     };
     let gateway_dual_auth = parts
@@ -190,6 +197,7 @@ async fn handle(store: &Store, rules: Rules, req: Request<Body>) -> Response<Bod
         headers: &parts.headers,
         body,
         subject,
+        is_service,
         gateway_dual_auth,
         rules,
         import_key: std::cell::Cell::new(import_key),
@@ -213,7 +221,12 @@ fn dispatch(instance: &mut store::Instance, call: &Call<'_>) -> Result<Response<
         Route::KeyPolicies => key_policies::handle(instance, call),
         Route::KeyAliases => aliases::handle(instance, call),
         Route::KeyRings => key_rings::handle(instance, call),
-        Route::Registrations => registrations(instance, call),
+        Route::Registrations
+        | Route::RegistrationCreate
+        | Route::RegistrationReplace
+        | Route::RegistrationUpdate
+        | Route::RegistrationDelete
+        | Route::RegistrationAction => registrations::handle(instance, call),
         // KMIP adapters are a Key Protect feature enabled per instance by IBM: refused as Key
         // Protect refuses a feature the instance does not have.
         Route::Kmip => Err(Rejection::new(Reason::FeatureRestricted).operation(Operation::REQUEST)),
@@ -229,26 +242,6 @@ fn dispatch(instance: &mut store::Instance, call: &Call<'_>) -> Result<Response<
     }
 }
 
-/// `GET /api/v2/keys/registrations` and `/keys/{id}/registrations`: the dev KMS has no cloud
-/// resources, so no registrations (200, empty). Writing registrations is for IBM services
-/// only: 403 `SERVICE_ONLY_ERR`.
-fn registrations(
-    instance: &mut store::Instance,
-    call: &Call<'_>,
-) -> Result<Response<Body>, Rejection> {
-    if *call.method != Method::GET {
-        return Err(call.reject(Reason::ServiceOnly));
-    }
-    if call.key_id.is_some_and(|id| id != "registrations") {
-        keys::named(instance, call)?;
-    }
-    Ok(call::collection(
-        http::StatusCode::OK,
-        "application/vnd.ibm.kms.registration+json",
-        &[] as &[()],
-    ))
-}
-
 /// The `bluemix-instance` header, if it is a plausible instance id.
 fn instance_id(headers: &HeaderMap) -> Option<&str> {
     let id = headers.get(BLUEMIX_INSTANCE)?.to_str().ok()?.trim();
@@ -260,16 +253,18 @@ fn instance_id(headers: &HeaderMap) -> Option<&str> {
     plausible.then_some(id)
 }
 
-/// The `sub` claim of the request's bearer token, read without verifying anything: what the
-/// dev KMS knows of the caller when no gateway verified the token (`kmsgate dev-kms`, or a
-/// gateway with `auth.enabled = false`).
-fn bearer_subject(headers: &HeaderMap) -> Option<String> {
+/// The `sub` claim of the request's bearer token, and whether its `sub_type` is `ServiceId`
+/// (IBM IAM's service mark), read without verifying anything: what the dev KMS knows of the
+/// caller when no gateway verified the token (`kmsgate dev-kms`, or a gateway with
+/// `auth.enabled = false`).
+fn bearer_caller(headers: &HeaderMap) -> Option<(String, bool)> {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[derive(serde::Deserialize)]
     struct Claims {
         sub: Option<String>,
+        sub_type: Option<serde_json::Value>,
     }
     let value = headers
         .get(http::header::AUTHORIZATION)?
@@ -282,8 +277,12 @@ fn bearer_subject(headers: &HeaderMap) -> Option<String> {
     }
     let payload = token.trim().split('.').nth(1)?;
     let payload = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let sub = serde_json::from_slice::<Claims>(&payload).ok()?.sub?;
-    (!sub.is_empty()).then_some(sub)
+    let claims = serde_json::from_slice::<Claims>(&payload).ok()?;
+    let sub = claims.sub.filter(|s| !s.is_empty())?;
+    let is_service = claims
+        .sub_type
+        .is_some_and(|t| t.as_str() == Some("ServiceId"));
+    Some((sub, is_service))
 }
 
 /// The `{id}` of `/api/v2/keys/{id}[/...]`.

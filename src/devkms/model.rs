@@ -1,4 +1,5 @@
-//! The dev KMS's records: keys and their versions, an instance's import token and policies, as
+//! The dev KMS's records: keys and their versions, an instance's import token, policies and
+//! registrations, as
 //! the store holds them (the handlers that answer for them are `keys`, `import_token` and
 //! `policies`).
 
@@ -359,4 +360,60 @@ impl Policies {
 /// The current time as Key Protect writes it: RFC 3339, whole seconds, UTC.
 pub(crate) fn now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// A registration: a root key protecting a cloud resource (by CRN), created by the service
+/// that owns the resource (`registrations.rs` answers for them).
+#[derive(Clone, Debug)]
+pub(crate) struct Registration {
+    /// The key's id (never an alias).
+    pub(crate) key_id: String,
+    pub(crate) resource_crn: String,
+    pub(crate) prevent_key_deletion: bool,
+    pub(crate) description: Option<String>,
+    pub(crate) registration_metadata: Option<String>,
+    pub(crate) key_version: (String, String),
+    pub(crate) created_by: String,
+    pub(crate) created: String,
+    pub(crate) updated_by: String,
+    pub(crate) updated: String,
+}
+
+/// A registration as Key Protect renders it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RegistrationJson<'a> {
+    key_id: &'a str,
+    resource_crn: &'a str,
+    created_by: &'a str,
+    creation_date: &'a str,
+    updated_by: &'a str,
+    last_updated: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    prevent_key_deletion: bool,
+    key_version: VersionJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registration_metadata: Option<&'a str>,
+}
+
+impl Registration {
+    /// Its Key Protect JSON.
+    pub(crate) fn json(&self) -> RegistrationJson<'_> {
+        RegistrationJson {
+            key_id: &self.key_id,
+            resource_crn: &self.resource_crn,
+            created_by: &self.created_by,
+            creation_date: &self.created,
+            updated_by: &self.updated_by,
+            last_updated: &self.updated,
+            description: self.description.as_deref(),
+            prevent_key_deletion: self.prevent_key_deletion,
+            key_version: VersionJson {
+                id: &self.key_version.0,
+                creation_date: &self.key_version.1,
+            },
+            registration_metadata: self.registration_metadata.as_deref(),
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 pub(crate) use super::model::now;
-use super::model::{ImportToken, Key, Policies};
+use super::model::{ImportToken, Key, Policies, Registration};
 
 /// The key ring every instance has, and keys created without `X-Kms-Key-Ring` go to.
 pub(crate) const DEFAULT_RING: &str = "default";
@@ -78,6 +78,8 @@ pub(crate) struct Instance {
     pub(crate) import_token: Option<ImportToken>,
     /// The private endpoint port `GET /instance/allowed_ip_port` reports.
     pub(crate) private_port: u16,
+    /// Registrations, in creation order.
+    pub(crate) registrations: Vec<Registration>,
 }
 
 impl Instance {
@@ -94,6 +96,7 @@ impl Instance {
             policies: Policies::default(),
             import_token: None,
             private_port,
+            registrations: Vec::new(),
         }
     }
 
@@ -137,6 +140,18 @@ impl Instance {
         self.index.insert(key.id.clone(), position);
         self.keys.push(key);
         &self.keys[position]
+    }
+
+    /// Whether registrations keep the key `key_id`: `(any, any with preventKeyDeletion)`.
+    pub(crate) fn registered(&self, key_id: &str) -> (bool, bool) {
+        let mut of_key = self.registrations.iter().filter(|r| r.key_id == key_id);
+        let any = of_key.clone().next().is_some();
+        (any, of_key.any(|r| r.prevent_key_deletion))
+    }
+
+    /// Removes the registrations of `key_id` (a forced deletion does).
+    pub(crate) fn unregister(&mut self, key_id: &str) {
+        self.registrations.retain(|r| r.key_id != key_id);
     }
 
     /// The CRN of a resource of this instance, e.g. `…:key:<id>`.

@@ -26,6 +26,7 @@ pub mod network;
 pub mod observe;
 pub mod policy_api;
 pub mod route;
+pub mod service_rules;
 pub mod shadow;
 
 /// A refusal with `reason` that names the request's operation in its `errorMsg`.

@@ -2,7 +2,9 @@
 //! key_access): a policy type listed in `policies.shadow` (or every one, with
 //! `policies.shadow_all`) is evaluated as usual, but its refusal is only recorded — logged
 //! with the code it would have returned, counted in `kmsgate_shadow_rejections_total{code}`
-//! by the observe layer — and the request goes on.
+//! by the observe layer — and the request goes on. The service-to-service rules
+//! (`auth.service_rules = "shadow"`, [`crate::layer::service_rules`]) are shadowed the same way
+//! through [`record`].
 
 use std::sync::Arc;
 
@@ -30,18 +32,37 @@ pub fn refuses(
         }
         return true;
     }
-    if let Some(log) = log {
+    record(
+        extensions,
+        ty.as_str(),
+        reason,
+        policy.instance.as_deref(),
+        note,
+    );
+    false
+}
+
+/// Records that `rule` (a policy type, or `service_rules`) would have refused the request with
+/// `reason` but is shadowed: the access-log line's `shadow=<CODE>` (which the observe layer
+/// counts) and one log line.
+pub fn record(
+    extensions: &Extensions,
+    rule: &'static str,
+    reason: Reason,
+    instance: Option<&str>,
+    note: &'static str,
+) {
+    if let Some(log) = extensions.get::<Arc<RequestLog>>() {
         log.set_shadow(reason);
     }
     tracing::info!(
         target: "kmsgate::shadow",
-        policy = ty.as_str(),
+        policy = rule,
         code = reason.code(),
-        instance = policy.instance.as_deref(),
+        instance,
         note,
         "shadowed policy would have refused; forwarded"
     );
-    false
 }
 
 #[cfg(test)]
