@@ -282,10 +282,10 @@ pub(crate) fn purge(instance: &mut Instance, call: &Call<'_>) -> Result<Response
     };
     let wait = call.rules.purge_wait;
     if deleted_at.elapsed() < wait {
-        let wait = humantime::format_duration(std::time::Duration::from_secs(wait.as_secs()));
-        return Err(call
-            .reject(Reason::ReqTooEarly)
-            .detail(format!("a key can be purged {wait} after its deletion")));
+        return Err(call.reject(Reason::ReqTooEarly).detail(format!(
+            "Purge operation is allowed {} after key is deleted",
+            go_duration(wait)
+        )));
     }
     key.purged = true;
     key.aliases.clear();
@@ -295,6 +295,18 @@ pub(crate) fn purge(instance: &mut Instance, call: &Call<'_>) -> Result<Response
             respond(key, View::Metadata, Prefer::Representation, StatusCode::OK)
         }
     })
+}
+
+/// A duration as Go's `time.Duration` prints it, to the second (`4h0m0s`, `1m30s`, `30s`),
+/// as Key Protect's messages do.
+fn go_duration(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
 }
 
 #[derive(Deserialize)]

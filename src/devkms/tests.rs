@@ -1120,8 +1120,8 @@ async fn purge_waits_after_deletion() {
     assert_eq!((reply.status, code(&reply)), (409, "REQ_TOO_EARLY_ERR"));
     assert_eq!(
         message(&reply),
-        "The key was updated recently: Please wait and try again: a key can be purged 4h after \
-         its deletion"
+        "The key was updated recently: Please wait and try again: Purge operation is allowed \
+         4h0m0s after key is deleted"
     );
     assert!(
         error_msg(&reply).starts_with("Conflict: Key could not be purged"),
