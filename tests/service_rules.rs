@@ -2,7 +2,9 @@
 //! registration write by a user is 403 `SERVICE_ONLY_ERR`, a key delete or purge by a service
 //! 403 `RESOURCE_OWNER_ERR`, on every route and URL style, with the envelope, the counter and
 //! an upstream that never saw the request; the non-refusals reach a real upstream (a recorder,
-//! and the embedded dev KMS's registrations end to end); shadow, off and decode-only modes.
+//! and the embedded dev KMS's registrations end to end); shadow, off and decode-only modes; and
+//! IBM's Python (keyprotect 3.0.1) and Node (0.1.2) SDKs doing the registration flow through
+//! the gateway on the quickstart configuration (`tests/service_rules/kp_registrations.{py,js}`).
 
 mod support;
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use kmsgate::config::Config;
 use serde_json::{Value, json};
-use support::{Recorder, TestGateway, TestResponse, assert_rejected};
+use support::{Recorder, TestGateway, TestResponse, assert_rejected, sdk};
 
 const INSTANCE: &str = "00000000-0000-4000-8000-00000000051a";
 const KEY: &str = "0b6ad8a0-5b4a-4f0f-9d1e-5e2d3c4b5a69";
@@ -456,4 +458,61 @@ async fn registrations_end_to_end_on_the_dev_kms() {
     let res = send(&gw, "DELETE", &format!("/api/v2/keys/{key}"), &user, None).await;
     assert_eq!(res.status, 204, "{}", res.text());
     gw.shutdown().await;
+}
+
+/// Runs an SDK's registration script (`tests/service_rules/kp_registrations.*`) against a
+/// quickstart gateway with a user's token (`KP_TOKEN`) and a service's (`KP_TOKEN_2`), and
+/// checks the gateway counted its refusals.
+async fn sdk_flow(name: &str, program: &std::path::Path, script: &str, env: &[(&str, String)]) {
+    let policies = sdk::scratch(&format!("service-rules-{name}"));
+    let config = sdk::quickstart(&policies);
+    let tokens = [
+        sdk::token(&config, &format!("{name}-user")),
+        token(&config, &format!("{name}-service"), true),
+    ];
+    let gw = TestGateway::start_with(config).await;
+    let mut command = sdk::client_command(program, script, &gw, INSTANCE, tokens);
+    command.envs(env.iter().map(|(k, v)| (*k, v)));
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("the client run panicked")
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all steps passed"),
+        "the {name} client failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Three user writes and two service deletions were the gateway's refusals.
+    assert_eq!(rejections(&gw, "SERVICE_ONLY_ERR").await, 3.0);
+    assert_eq!(rejections(&gw, "RESOURCE_OWNER_ERR").await, 2.0);
+    let created = gw
+        .metric(
+            "kmsgate_requests_total",
+            &[("route", "registration_create"), ("outcome", "forwarded")],
+        )
+        .await;
+    assert_eq!(created, 1.0);
+    gw.shutdown().await;
+    let _ = std::fs::remove_dir_all(&policies);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_registers_as_a_service_through_the_gateway() {
+    let python = tokio::task::spawn_blocking(sdk::keyprotect_3_0_1)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let script = "tests/service_rules/kp_registrations.py";
+    sdk_flow("python", &python, script, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_sdk_registers_as_a_service_through_the_gateway() {
+    let modules = tokio::task::spawn_blocking(sdk::node_modules)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let env = [("NODE_PATH", modules.display().to_string())];
+    let script = "tests/service_rules/kp_registrations.js";
+    sdk_flow("node", std::path::Path::new("node"), script, &env).await;
 }
