@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::{IntCounter, Registry};
 
 use crate::config::{LogConfig, LogFormat};
+use crate::metrics::{defined, register};
 
 mod entry;
 mod line;
@@ -88,13 +89,11 @@ impl AccessLog {
         sink: Box<dyn Write + Send>,
         registry: &Registry,
     ) -> AccessLog {
-        let dropped = IntCounter::new(
+        let dropped = defined(IntCounter::new(
             "kmsgate_access_log_dropped_total",
             "Access-log lines dropped because the writer fell behind or a write failed",
-        )
-        .unwrap_or_else(|e| unreachable!("a fixed, well-formed metric name: {e}"));
-        // A second registration (two gateways on one registry) keeps counting in this handle.
-        let _ = registry.register(Box::new(dropped.clone()));
+        ));
+        register(registry, dropped.clone());
         let shared = Arc::new(Shared {
             format,
             immediate: AtomicBool::new(flush_every.is_zero()),

@@ -7,6 +7,7 @@
 //! on the route's first request (then kept), so a sidecar whose application uses five routes
 //! exposes five histograms, not one per Key Protect operation.
 
+pub mod family;
 mod process;
 
 use std::sync::{Arc, OnceLock};
@@ -16,6 +17,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+pub use self::family::{defined, register};
 use crate::conn::ListenerKind;
 use crate::reason::Reason;
 use crate::route::Route;
@@ -88,52 +90,42 @@ impl Default for Metrics {
     }
 }
 
-// Registration of fixed, well-formed families into a fresh registry cannot fail; a failure would
-// be a programming error caught by every test.
-fn must<T>(result: prometheus::Result<T>) -> T {
-    match result {
-        Ok(value) => value,
-        Err(e) => panic!("metric registration: {e}"),
-    }
-}
-
 impl Metrics {
     /// A fresh registry with every family registered and every handle resolved.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let reg = |c: Box<dyn prometheus::core::Collector>| must(registry.register(c));
 
-        let rejections_vec = must(IntCounterVec::new(
+        let rejections_vec = defined(IntCounterVec::new(
             Opts::new(
                 "kmsgate_rejections_total",
                 "Requests the gateway refused, by reason code",
             ),
             &["code", "status"],
         ));
-        reg(Box::new(rejections_vec.clone()));
+        register(&registry, rejections_vec.clone());
         let rejections = Reason::ALL
             .iter()
             .map(|r| rejections_vec.with_label_values(&[r.code(), r.status().as_str()]))
             .collect();
 
-        let shadow_vec = must(IntCounterVec::new(
+        let shadow_vec = defined(IntCounterVec::new(
             Opts::new(
                 "kmsgate_shadow_rejections_total",
                 "Requests a shadowed policy would have refused (forwarded), by reason code",
             ),
             &["code"],
         ));
-        reg(Box::new(shadow_vec.clone()));
+        register(&registry, shadow_vec.clone());
         let shadow_rejections = Reason::ALL
             .iter()
             .map(|r| shadow_vec.with_label_values(&[r.code()]))
             .collect();
 
-        let requests_vec = must(IntCounterVec::new(
+        let requests_vec = defined(IntCounterVec::new(
             Opts::new("kmsgate_requests_total", "Requests by route and outcome"),
             &["route", "outcome"],
         ));
-        reg(Box::new(requests_vec.clone()));
+        register(&registry, requests_vec.clone());
         let requests = Route::ALL
             .iter()
             .map(|route| {
@@ -141,7 +133,7 @@ impl Metrics {
             })
             .collect();
 
-        let duration_vec = must(HistogramVec::new(
+        let duration_vec = defined(HistogramVec::new(
             HistogramOpts::new(
                 "kmsgate_request_duration_seconds",
                 "Time to response headers, by route",
@@ -149,84 +141,84 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],
         ));
-        reg(Box::new(duration_vec.clone()));
+        register(&registry, duration_vec.clone());
         let request_duration: Vec<OnceLock<Histogram>> =
             Route::ALL.iter().map(|_| OnceLock::new()).collect();
         // `other` from the start, so the family is always there to scrape and query.
         let _ = request_duration[Route::Other.index()]
             .set(duration_vec.with_label_values(&[Route::Other.as_str()]));
 
-        let upstream_duration = must(Histogram::with_opts(
+        let upstream_duration = defined(Histogram::with_opts(
             HistogramOpts::new(
                 "kmsgate_upstream_duration_seconds",
                 "Time the upstream took to answer with headers",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
         ));
-        reg(Box::new(upstream_duration.clone()));
+        register(&registry, upstream_duration.clone());
 
-        let responses_vec = must(IntCounterVec::new(
+        let responses_vec = defined(IntCounterVec::new(
             Opts::new(
                 "kmsgate_upstream_responses_total",
                 "Upstream responses by status class",
             ),
             &["status_class"],
         ));
-        reg(Box::new(responses_vec.clone()));
+        register(&registry, responses_vec.clone());
         let upstream_responses =
             ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| responses_vec.with_label_values(&[c]));
 
-        let reasons_vec = must(IntCounterVec::new(
+        let reasons_vec = defined(IntCounterVec::new(
             Opts::new(
                 "kmsgate_upstream_reasons_total",
                 "Reason codes found in the upstream's own error envelopes",
             ),
             &["code"],
         ));
-        reg(Box::new(reasons_vec.clone()));
+        register(&registry, reasons_vec.clone());
         let upstream_reasons = Reason::ALL
             .iter()
             .map(|r| reasons_vec.with_label_values(&[r.code()]))
             .collect();
         let upstream_other_reason = reasons_vec.with_label_values(&[OTHER_CODE]);
 
-        let upstream_slot_waits = must(IntCounter::new(
+        let upstream_slot_waits = defined(IntCounter::new(
             "kmsgate_upstream_slot_waits_total",
             "Requests that found all upstream.max_connections slots taken and waited for one",
         ));
-        reg(Box::new(upstream_slot_waits.clone()));
+        register(&registry, upstream_slot_waits.clone());
 
-        let build = must(IntGaugeVec::new(
+        let build = defined(IntGaugeVec::new(
             Opts::new("kmsgate_build_info", "The running kmsgate version"),
             &["version"],
         ));
-        reg(Box::new(build.clone()));
+        register(&registry, build.clone());
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
-        let open_vec = must(IntGaugeVec::new(
+        let open_vec = defined(IntGaugeVec::new(
             Opts::new(
                 "kmsgate_open_connections",
                 "Client connections open now, by listener",
             ),
             &["listener"],
         ));
-        reg(Box::new(open_vec.clone()));
-        let in_flight_vec = must(IntGaugeVec::new(
+        register(&registry, open_vec.clone());
+        let in_flight_vec = defined(IntGaugeVec::new(
             Opts::new(
                 "kmsgate_in_flight_requests",
                 "Client requests received and not yet answered with response headers, by listener",
             ),
             &["listener"],
         ));
-        reg(Box::new(in_flight_vec.clone()));
-        let waits_vec = must(IntCounterVec::new(
+        register(&registry, in_flight_vec.clone());
+        let waits_vec = defined(IntCounterVec::new(
             Opts::new(
                 "kmsgate_connection_limit_waits_total",
                 "Accepted connections that found all listen.max_connections slots taken and waited for one, by listener",
             ),
             &["listener"],
         ));
-        reg(Box::new(waits_vec.clone()));
+        register(&registry, waits_vec.clone());
         let listeners = [ListenerKind::Public, ListenerKind::Private].map(|kind| {
             let label = [kind.as_str()];
             ListenerMetrics {
@@ -237,7 +229,7 @@ impl Metrics {
         });
 
         if let Some(process) = process::ProcessCollector::new() {
-            reg(Box::new(process));
+            register(&registry, process);
         }
 
         Metrics {

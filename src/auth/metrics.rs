@@ -15,7 +15,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::outcome::Failure;
-use crate::settings::ConfigError;
+use crate::metrics::{defined, register};
 
 /// The handles the bearer layer and the JWKS refresher count into. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -35,70 +35,52 @@ struct Inner {
     jwks_keys: IntGauge,
 }
 
-fn registration(e: prometheus::Error) -> ConfigError {
-    ConfigError::invalid("auth", format!("cannot register the auth metrics: {e}"))
-}
-
 impl AuthMetrics {
     /// Registers the families in `registry`; `age` reports the JWKS age in seconds at scrape
     /// time (only registered when a JWKS URL is configured).
     pub fn register(
         registry: &Registry,
         age: Option<Box<dyn Fn() -> f64 + Send + Sync>>,
-    ) -> Result<AuthMetrics, ConfigError> {
-        let verifications = IntCounterVec::new(
+    ) -> AuthMetrics {
+        let verifications = defined(IntCounterVec::new(
             Opts::new(
                 "kmsgate_token_verifications_total",
                 "Bearer-token decisions by result",
             ),
             &["result"],
-        )
-        .map_err(registration)?;
-        registry
-            .register(Box::new(verifications.clone()))
-            .map_err(registration)?;
-        let counter = |name: &str, help: &str| -> Result<IntCounter, ConfigError> {
-            let c = IntCounter::new(name, help).map_err(registration)?;
-            registry
-                .register(Box::new(c.clone()))
-                .map_err(registration)?;
-            Ok(c)
+        ));
+        register(registry, verifications.clone());
+        let counter = |name: &str, help: &str| {
+            let c = defined(IntCounter::new(name, help));
+            register(registry, c.clone());
+            c
         };
         let cache_hits = counter(
             "kmsgate_token_cache_hits_total",
             "Tokens admitted from the verified-token cache",
-        )?;
+        );
         let cache_misses = counter(
             "kmsgate_token_cache_misses_total",
             "Tokens not in the verified-token cache",
-        )?;
-        let refresh = IntCounterVec::new(
+        );
+        let refresh = defined(IntCounterVec::new(
             Opts::new("kmsgate_jwks_refresh_total", "JWKS URL fetches by result"),
             &["result"],
-        )
-        .map_err(registration)?;
-        registry
-            .register(Box::new(refresh.clone()))
-            .map_err(registration)?;
-        let jwks_keys = IntGauge::new(
+        ));
+        register(registry, refresh.clone());
+        let jwks_keys = defined(IntGauge::new(
             "kmsgate_jwks_keys",
             "Signature keys in the last good JWKS fetched from the URL",
-        )
-        .map_err(registration)?;
-        registry
-            .register(Box::new(jwks_keys.clone()))
-            .map_err(registration)?;
+        ));
+        register(registry, jwks_keys.clone());
         if let Some(age) = age {
-            let gauge = Gauge::new(
+            let gauge = defined(Gauge::new(
                 "kmsgate_jwks_age_seconds",
                 "Seconds since the last good JWKS fetch (+Inf before the first)",
-            )
-            .map_err(registration)?;
-            registry
-                .register(Box::new(AgeCollector { gauge, age }))
-                .map_err(registration)?;
+            ));
+            register(registry, AgeCollector { gauge, age });
         }
-        Ok(AuthMetrics {
+        AuthMetrics {
             inner: Arc::new(Inner {
                 ok: verifications.with_label_values(&["ok"]),
                 decoded: verifications.with_label_values(&["decoded"]),
@@ -112,7 +94,7 @@ impl AuthMetrics {
                 refresh_error: refresh.with_label_values(&["error"]),
                 jwks_keys,
             }),
-        })
+        }
     }
 
     /// Counts a token decision.

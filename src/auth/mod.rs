@@ -78,7 +78,7 @@ impl Auth {
         let age = jwks
             .clone()
             .map(|j| Box::new(move || j.age_seconds()) as Box<dyn Fn() -> f64 + Send + Sync>);
-        let metrics = AuthMetrics::register(registry, age)?;
+        let metrics = AuthMetrics::register(registry, age);
         if let Some(jwks) = &jwks {
             jwks.set_metrics(metrics.clone());
         }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::layer::client_ip::ClientIpRules;
 use crate::layer::network::PrivateNetwork;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, defined, register};
 use crate::policy::reload::{PolicySource, Reloadable};
 
 /// The parts of the running gateway a config reload swaps.
@@ -135,22 +135,14 @@ impl ConfigReload {
         policies: Arc<PolicySource>,
         metrics: &Metrics,
     ) -> ConfigReload {
-        let counters = IntCounterVec::new(
+        let counters = defined(IntCounterVec::new(
             Opts::new(
                 "kmsgate_config_reloads_total",
                 "Config file reloads, by result (ok, error)",
             ),
             &["result"],
-        );
-        let counters = match counters {
-            Ok(c) => {
-                if let Err(e) = metrics.registry().register(Box::new(c.clone())) {
-                    tracing::warn!(error = %e, "config reload metrics");
-                }
-                c
-            }
-            Err(_) => unreachable!("the metric definition is static and valid"),
-        };
+        ));
+        register(metrics.registry(), counters.clone());
         let fingerprint = fingerprint(&path);
         ConfigReload {
             path,

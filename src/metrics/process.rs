@@ -11,6 +11,8 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Counter, Gauge, IntGauge};
 
+use super::family::defined;
+
 /// Clock ticks per second in `/proc/<pid>/stat` (`USER_HZ`): 100 on every Linux architecture
 /// (the kernel converts to this fixed unit for user space).
 const USER_HZ: f64 = 100.0;
@@ -29,42 +31,35 @@ pub(super) struct ProcessCollector {
     descs: Vec<Desc>,
 }
 
-fn must<T>(result: prometheus::Result<T>) -> T {
-    match result {
-        Ok(value) => value,
-        Err(e) => panic!("process metric: {e}"),
-    }
-}
-
 impl ProcessCollector {
     /// The collector, or None where there is no `/proc/self/stat` (not Linux).
     pub(super) fn new() -> Option<ProcessCollector> {
         let stat = Stat::read()?;
-        let cpu = must(Counter::new(
+        let cpu = defined(Counter::new(
             "process_cpu_seconds_total",
             "Total user and system CPU time spent in seconds.",
         ));
-        let resident = must(IntGauge::new(
+        let resident = defined(IntGauge::new(
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
         ));
-        let virtual_memory = must(IntGauge::new(
+        let virtual_memory = defined(IntGauge::new(
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
         ));
-        let open_fds = must(IntGauge::new(
+        let open_fds = defined(IntGauge::new(
             "process_open_fds",
             "Number of open file descriptors.",
         ));
-        let max_fds = must(IntGauge::new(
+        let max_fds = defined(IntGauge::new(
             "process_max_fds",
             "Maximum number of open file descriptors.",
         ));
-        let threads = must(IntGauge::new(
+        let threads = defined(IntGauge::new(
             "process_threads",
             "Number of OS threads in the process.",
         ));
-        let start_time = must(Gauge::new(
+        let start_time = defined(Gauge::new(
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
         ));

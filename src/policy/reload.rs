@@ -22,7 +22,7 @@ use super::config::{PoliciesConfig, PolicyApiMode};
 use super::model::Policy;
 use super::source::{self, SourceError};
 use super::store::PolicyStore;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, defined, register};
 
 /// Something the gateway can reload without a restart.
 pub trait Reloadable: Send + Sync {
@@ -47,36 +47,24 @@ struct ReloadMetrics {
 impl ReloadMetrics {
     fn register(metrics: &Metrics) -> ReloadMetrics {
         let registry = metrics.registry();
-        let reloads = IntCounterVec::new(
+        let reloads = defined(IntCounterVec::new(
             Opts::new(
                 "kmsgate_policy_reloads_total",
                 "Instance-policy reloads, by result (ok, error)",
             ),
             &["result"],
-        );
-        let instances = IntGauge::new(
+        ));
+        let instances = defined(IntGauge::new(
             "kmsgate_policy_instances",
             "Instances with policies of their own in the current snapshot",
-        );
-        let last = Gauge::new(
+        ));
+        let last = defined(Gauge::new(
             "kmsgate_policy_last_reload_timestamp_seconds",
             "Unix time of the last successful policy load",
-        );
-        // Fixed, well-formed families: registration fails only when registered twice, and then
-        // the existing series keep counting (the handles below still work unregistered).
-        let (reloads, instances, last) = match (reloads, instances, last) {
-            (Ok(r), Ok(i), Ok(l)) => (r, i, l),
-            _ => unreachable!("metric definitions are static and valid"),
-        };
-        for collector in [
-            Box::new(reloads.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(instances.clone()),
-            Box::new(last.clone()),
-        ] {
-            if let Err(e) = registry.register(collector) {
-                tracing::warn!(error = %e, "policy reload metrics");
-            }
-        }
+        ));
+        register(registry, reloads.clone());
+        register(registry, instances.clone());
+        register(registry, last.clone());
         ReloadMetrics {
             ok: reloads.with_label_values(&["ok"]),
             error: reloads.with_label_values(&["error"]),

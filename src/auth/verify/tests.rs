@@ -54,7 +54,7 @@ fn verifier(config: &AuthConfig) -> Verifier {
         .cache
         .enabled
         .then(|| Arc::new(TokenCache::new(config.cache.max_entries)));
-    let metrics = AuthMetrics::register(&prometheus::Registry::new(), None).unwrap();
+    let metrics = AuthMetrics::register(&prometheus::Registry::new(), None);
     Verifier::new(config, keys, cache, metrics)
 }
 
@@ -410,7 +410,7 @@ fn hmac_verifier(config: &AuthConfig) -> Verifier {
         None,
         crate::auth::signature::Material::new(&secret).unwrap(),
     );
-    let metrics = AuthMetrics::register(&prometheus::Registry::new(), None).unwrap();
+    let metrics = AuthMetrics::register(&prometheus::Registry::new(), None);
     Verifier::new(config, vec![key], None, metrics)
 }
 

@@ -9,7 +9,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, defined, register};
 
 /// When the watch last heard from etcd, as milliseconds since a fixed start; read at scrape
 /// time, so the staleness gauge is exact however long the watch has been silent.
@@ -89,22 +89,19 @@ pub struct EtcdMetrics {
     pub writes_unavailable: IntCounter,
 }
 
-fn register<C: Collector + Clone + 'static>(metrics: &Metrics, collector: &C) {
-    if let Err(e) = metrics.registry().register(Box::new(collector.clone())) {
-        tracing::warn!(error = %e, "etcd policy metrics");
-    }
-}
-
 impl EtcdMetrics {
     /// Registers the families in `metrics` (a second registration keeps the first series).
     pub fn register(metrics: &Metrics) -> EtcdMetrics {
-        // Static, well-formed definitions: these constructors fail only on invalid names.
+        let registry = metrics.registry();
         let gauge = |name: &str, help: &str| {
-            IntGauge::new(name, help).unwrap_or_else(|_| unreachable!("static metric {name}"))
+            let g = defined(IntGauge::new(name, help));
+            register(registry, g.clone());
+            g
         };
         let counters = |name: &str, help: &str, label: &str| {
-            IntCounterVec::new(Opts::new(name, help), &[label])
-                .unwrap_or_else(|_| unreachable!("static metric {name}"))
+            let c = defined(IntCounterVec::new(Opts::new(name, help), &[label]));
+            register(registry, c.clone());
+            c
         };
         let revision = gauge(
             "kmsgate_policy_revision",
@@ -114,11 +111,11 @@ impl EtcdMetrics {
             "kmsgate_policy_etcd_connected",
             "1 while the policy watch on etcd is established, else 0",
         );
-        let invalid = IntCounter::new(
+        let invalid = defined(IntCounter::new(
             "kmsgate_policy_etcd_invalid_documents_total",
             "Policy documents in etcd refused by the parser (the instance kept its previous policies)",
-        )
-        .unwrap_or_else(|_| unreachable!("static metric"));
+        ));
+        register(registry, invalid.clone());
         let restarts = counters(
             "kmsgate_policy_etcd_watch_restarts_total",
             "Policy watch restarts, by reason (lost: etcd unreachable; compacted: reloaded the prefix)",
@@ -130,20 +127,16 @@ impl EtcdMetrics {
             "result",
         );
         let last_contact = LastContact::new();
-        let staleness = StalenessCollector {
-            last: last_contact.clone(),
-            gauge: prometheus::Gauge::new(
-                "kmsgate_policy_etcd_last_contact_seconds",
-                "Seconds since the policy watch last heard from etcd",
-            )
-            .unwrap_or_else(|_| unreachable!("static metric")),
-        };
-        register(metrics, &revision);
-        register(metrics, &connected);
-        register(metrics, &invalid);
-        register(metrics, &restarts);
-        register(metrics, &writes);
-        register(metrics, &staleness);
+        register(
+            registry,
+            StalenessCollector {
+                last: last_contact.clone(),
+                gauge: defined(prometheus::Gauge::new(
+                    "kmsgate_policy_etcd_last_contact_seconds",
+                    "Seconds since the policy watch last heard from etcd",
+                )),
+            },
+        );
         EtcdMetrics {
             revision,
             connected,
