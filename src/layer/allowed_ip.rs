@@ -45,6 +45,27 @@ pub fn check(policy: &ActivePolicy, route: Option<Route>, client: IpAddr) -> Res
 pub struct AllowedIpCheck;
 
 /// Adds [`AllowedIp`] to a stack.
+///
+/// # Example
+///
+/// After the instance layer (it enforces the instance's allowedIP policy on the client address
+/// the client-ip layer found, else the peer's).
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use kmsgate::config::PoliciesConfig;
+/// use kmsgate::layer::{allowed_ip::AllowedIpLayer, instance::InstanceLayer};
+/// use kmsgate::policy::PolicyStore;
+///
+/// let store = PolicyStore::from_config(&PoliciesConfig::default()).unwrap();
+/// let service = tower::ServiceBuilder::new()
+///     .layer(InstanceLayer::new(store))
+///     .layer(AllowedIpLayer::new())
+///     .service(kms);
+/// ```
 pub type AllowedIpLayer = GuardLayer<AllowedIpCheck>;
 
 /// See the [module docs](self).

@@ -36,6 +36,24 @@ pub const INVALID_TOKEN_CHALLENGE: HeaderValue =
     HeaderValue::from_static("Bearer error=\"invalid_token\"");
 
 /// Adds [`Bearer`] to a stack. Cheap to clone.
+///
+/// # Example
+///
+/// From an `[auth]` section (here the default, which admits every request), counting into a
+/// Prometheus registry.
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use kmsgate::auth::AuthConfig;
+/// use kmsgate::layer::bearer::BearerLayer;
+///
+/// let registry = prometheus::Registry::new();
+/// let bearer = BearerLayer::from_config(&AuthConfig::default(), &registry).unwrap();
+/// let service = tower::ServiceBuilder::new().layer(bearer).service(kms);
+/// ```
 #[derive(Clone, Debug)]
 pub struct BearerLayer {
     auth: Option<Arc<Auth>>,

@@ -263,6 +263,22 @@ fn bad_body(operation: Operation, detail: impl Into<std::borrow::Cow<'static, st
 }
 
 /// Adds [`BodyShape`] to a stack.
+///
+/// # Example
+///
+/// In front of a service, buffering at most 1 MiB of the bodies it inspects.
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use kmsgate::layer::body::BodyShapeLayer;
+///
+/// let service = tower::ServiceBuilder::new()
+///     .layer(BodyShapeLayer::new(1 << 20))
+///     .service(kms);
+/// ```
 #[derive(Clone, Debug)]
 pub struct BodyShapeLayer {
     shared: Arc<Shared>,

@@ -177,6 +177,27 @@ pub struct ClientIpCheck {
 }
 
 /// Adds [`ClientIp`] to a stack.
+///
+/// # Example
+///
+/// In front of a service, with the trusted proxies of `[client_ip]`: later layers read the
+/// client address it finds.
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use std::sync::Arc;
+///
+/// use kmsgate::config::ClientIpConfig;
+/// use kmsgate::layer::client_ip::{ClientIpLayer, ClientIpRules};
+///
+/// let rules = Arc::new(ClientIpRules::new(&ClientIpConfig::default()));
+/// let service = tower::ServiceBuilder::new()
+///     .layer(ClientIpLayer::new(rules))
+///     .service(kms);
+/// ```
 pub type ClientIpLayer = GuardLayer<ClientIpCheck>;
 
 /// See the [module docs](self).

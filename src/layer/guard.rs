@@ -21,6 +21,24 @@ pub trait Check {
 }
 
 /// Adds a [`Guard`] running `C` to a stack.
+///
+/// # Example
+///
+/// Every guarding layer is a `GuardLayer` over its check; `GuardLayer::with` builds one from
+/// a check value.
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use kmsgate::layer::guard::GuardLayer;
+/// use kmsgate::layer::key_access::KeyAccessCheck;
+///
+/// let service = tower::ServiceBuilder::new()
+///     .layer(GuardLayer::with(KeyAccessCheck))
+///     .service(kms);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct GuardLayer<C> {
     check: C,

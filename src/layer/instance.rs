@@ -37,6 +37,26 @@ pub struct InstanceCheck {
 }
 
 /// Adds [`Instance`] to a stack.
+///
+/// # Example
+///
+/// In front of a service, with the policies of `[policies]` (here: none); the layers after it
+/// read the request's instance policies from its extensions.
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use kmsgate::config::PoliciesConfig;
+/// use kmsgate::layer::instance::InstanceLayer;
+/// use kmsgate::policy::PolicyStore;
+///
+/// let store = PolicyStore::from_config(&PoliciesConfig::default()).unwrap();
+/// let service = tower::ServiceBuilder::new()
+///     .layer(InstanceLayer::new(store))
+///     .service(kms);
+/// ```
 pub type InstanceLayer = GuardLayer<InstanceCheck>;
 
 /// See the [module docs](self).

@@ -126,6 +126,50 @@ impl Refusal {
 pub struct KeyAccessCheck;
 
 /// Adds [`KeyAccess`] to a stack.
+///
+/// # Example
+///
+/// With the instance and body layers it relies on (the instance's policies, the parsed
+/// body): under a default policy that forbids standard keys, creating one is refused with 409
+/// `KEY_CREATE_IMPORT_ACCESS_ERR` and never reaches the KMS.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use kmsgate::config::PoliciesConfig;
+/// use kmsgate::layer::{body::BodyShapeLayer, instance::InstanceLayer, key_access::KeyAccessLayer};
+/// use kmsgate::policy::PolicyStore;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// let policies = PoliciesConfig {
+///     default: Some(r#"{"metadata": {"collectionType": "application/vnd.ibm.kms.policy+json",
+///         "collectionTotal": 1}, "resources": [{"policy_type": "keyCreateImportAccess",
+///         "policy_data": {"enabled": true, "attributes": {"create_standard_key": false}}}]}"#
+///         .to_owned()),
+///     ..PoliciesConfig::default()
+/// };
+/// let store = PolicyStore::from_config(&policies).unwrap();
+/// let service = ServiceBuilder::new()
+///     .layer(InstanceLayer::new(store))
+///     .layer(BodyShapeLayer::new(1 << 20))
+///     .layer(KeyAccessLayer::new())
+///     .service(kms);
+/// let create = r#"{"metadata": {"collectionType": "application/vnd.ibm.kms.key+json",
+///     "collectionTotal": 1}, "resources": [{"type": "application/vnd.ibm.kms.key+json",
+///     "name": "k", "extractable": true}]}"#;
+/// let request = http::Request::post("/api/v2/keys")
+///     .header("bluemix-instance", "a1b2c3d4-0000-4000-8000-000000000001")
+///     .body(Body::full(create))
+///     .unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), 409);
+/// assert_eq!(response.headers()["kmsgate-reason"], "KEY_CREATE_IMPORT_ACCESS_ERR");
+/// # }
+/// ```
 pub type KeyAccessLayer = GuardLayer<KeyAccessCheck>;
 
 /// See the [module docs](self).

@@ -99,6 +99,30 @@ pub struct NetworkCheck {
 }
 
 /// Adds [`Network`] to a stack.
+///
+/// # Example
+///
+/// After the instance layer, with the private ranges and hosts of `[network]`.
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use std::sync::Arc;
+///
+/// use kmsgate::config::{NetworkConfig, PoliciesConfig};
+/// use kmsgate::layer::instance::InstanceLayer;
+/// use kmsgate::layer::network::{NetworkLayer, PrivateNetwork};
+/// use kmsgate::policy::PolicyStore;
+///
+/// let store = PolicyStore::from_config(&PoliciesConfig::default()).unwrap();
+/// let private = Arc::new(PrivateNetwork::new(&NetworkConfig::default()));
+/// let service = tower::ServiceBuilder::new()
+///     .layer(InstanceLayer::new(store))
+///     .layer(NetworkLayer::new(private))
+///     .service(kms);
+/// ```
 pub type NetworkLayer = GuardLayer<NetworkCheck>;
 
 /// See the [module docs](self).

@@ -91,6 +91,23 @@ impl RequestLog {
 }
 
 /// Adds [`Observe`] to a stack.
+///
+/// # Example
+///
+/// Outermost, with the gateway's metrics and no access log.
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use kmsgate::layer::observe::ObserveLayer;
+/// use kmsgate::metrics::Metrics;
+///
+/// let service = tower::ServiceBuilder::new()
+///     .layer(ObserveLayer::new(Metrics::new(), None))
+///     .service(kms);
+/// ```
 #[derive(Clone, Debug)]
 pub struct ObserveLayer {
     shared: Arc<Shared>,

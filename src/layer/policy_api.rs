@@ -48,6 +48,32 @@ use crate::route::{Route, query_param};
 pub const UNKNOWN_SUBJECT: &str = "unknown";
 
 /// Adds [`PolicyApi`] to a stack.
+///
+/// # Example
+///
+/// With the policy source the instance layer's store is fed from (it applies, persists or
+/// answers instance-policy requests as `policies.api` says).
+///
+/// ```
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use std::sync::Arc;
+///
+/// use kmsgate::config::PoliciesConfig;
+/// use kmsgate::layer::{instance::InstanceLayer, policy_api::PolicyApiLayer};
+/// use kmsgate::metrics::Metrics;
+/// use kmsgate::policy::{PolicyStore, reload::PolicySource};
+///
+/// let config = PoliciesConfig::default();
+/// let store = PolicyStore::from_config(&config).unwrap();
+/// let source = Arc::new(PolicySource::new(config, store.clone(), &Metrics::new()));
+/// let service = tower::ServiceBuilder::new()
+///     .layer(InstanceLayer::new(store))
+///     .layer(PolicyApiLayer::new(source))
+///     .service(kms);
+/// ```
 #[derive(Clone, Debug)]
 pub struct PolicyApiLayer {
     source: Arc<PolicySource>,

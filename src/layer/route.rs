@@ -36,6 +36,35 @@ pub struct RouteCheck {
 }
 
 /// Adds [`RouteGuard`] to a stack.
+///
+/// # Example
+///
+/// On its own in front of a service: a request that is no Key Protect operation is refused
+/// with 404 `UNKNOWN_ROUTE_ERR` when `routes.unknown = "refuse"`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # use kmsgate::body::Body;
+/// # let kms = tower::service_fn(|_req: http::Request<Body>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// # });
+/// use kmsgate::config::UnknownRoute;
+/// use kmsgate::layer::route::RouteLayer;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// let service = ServiceBuilder::new()
+///     .layer(RouteLayer::new(UnknownRoute::Refuse))
+///     .service(kms);
+/// let request = http::Request::get("/not/key/protect")
+///     .header("host", "kms.example.com")
+///     .body(Body::empty())
+///     .unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.status(), 404);
+/// assert_eq!(response.headers()["kmsgate-reason"], "UNKNOWN_ROUTE_ERR");
+/// # }
+/// ```
 pub type RouteLayer = GuardLayer<RouteCheck>;
 
 /// See the [module docs](self).
