@@ -1,12 +1,15 @@
 //! The admin listener: `GET /metrics` (Prometheus text), `/healthz` (alive), `/readyz`
 //! (200 once every start-up gate has opened, 503 before that and while draining) and, with a
-//! shared policy store, `/policy/revision` (JSON: the etcd revision the policies reflect).
+//! shared policy store, `/policy/revision` (JSON: the etcd revision the policies reflect);
+//! with `listen.admin_explain`, `POST /explain` (a request as JSON → its explanation, see
+//! `docs/explain.md`; the engine is handed in, this module knows nothing of it).
 
 use std::convert::Infallible;
+use std::future::Future;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -20,12 +23,23 @@ use crate::shutdown::stopped;
 /// Renders the `GET /policy/revision` document (given by the shared policy store).
 pub type PolicyStatus = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Answers `POST /explain`: the request body in, the status and JSON body out.
+pub type Explain = std::sync::Arc<
+    dyn Fn(Bytes) -> std::pin::Pin<Box<dyn Future<Output = (StatusCode, Bytes)> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The largest `POST /explain` body read.
+pub const EXPLAIN_LIMIT: usize = 1 << 20;
+
 /// Serves the admin endpoints on `listener` until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     metrics: Metrics,
     readiness: Readiness,
     policy_status: Option<PolicyStatus>,
+    explain: Option<Explain>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -43,16 +57,47 @@ pub async fn serve(
         let metrics = metrics.clone();
         let readiness = readiness.clone();
         let policy_status = policy_status.clone();
+        let explain = explain.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = respond(&req, &metrics, &readiness, policy_status.as_ref());
-                async move { Ok::<_, Infallible>(response) }
+                let explain = explain
+                    .clone()
+                    .filter(|_| req.method() == Method::POST && req.uri().path() == "/explain");
+                let answer = match explain {
+                    Some(explain) => Err((req, explain)),
+                    None => Ok(respond(&req, &metrics, &readiness, policy_status.as_ref())),
+                };
+                async move {
+                    Ok::<_, Infallible>(match answer {
+                        Ok(response) => response,
+                        Err((req, explain)) => explain_response(req, explain).await,
+                    })
+                }
             });
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// `POST /explain`: the body (at most [`EXPLAIN_LIMIT`] bytes) to the engine.
+async fn explain_response(req: Request<Incoming>, explain: Explain) -> Response<Full<Bytes>> {
+    let body = Limited::new(req.into_body(), EXPLAIN_LIMIT).collect().await;
+    let (status, body) = match body {
+        Ok(body) => explain(body.to_bytes()).await,
+        Err(_) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Bytes::from_static(b"{\"error\":\"the request is not readable or larger than 1 MiB\"}"),
+        ),
+    };
+    let mut res = Response::new(Full::new(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 fn respond(

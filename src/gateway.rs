@@ -122,6 +122,7 @@ pub struct Gateway {
     live: LiveRules,
     config_path: Option<std::path::PathBuf>,
     access_log: Option<AccessLog>,
+    explain: Option<admin::Explain>,
     stack: Stack,
     public: TcpListener,
     private: Option<TcpListener>,
@@ -289,6 +290,7 @@ impl Gateway {
             live,
             config_path: None,
             access_log,
+            explain: None,
             stack,
             public,
             private,
@@ -323,6 +325,17 @@ impl Gateway {
     /// SIGHUP and when it changes: see [`config_reload`].
     pub fn watch_config(&mut self, path: std::path::PathBuf) {
         self.config_path = Some(path);
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves `POST /explain` on the admin listener with `explain` (`listen.admin_explain`;
+    /// the binary hands the engine in).
+    pub fn serve_explain(&mut self, explain: admin::Explain) {
+        self.explain = Some(explain);
     }
 
     /// The metrics registry of this gateway.
@@ -395,6 +408,7 @@ impl Gateway {
             self.metrics.clone(),
             self.readiness.clone(),
             policy_status,
+            self.explain.clone(),
             admin_stop_rx,
         ));
         // Hot reload: SIGHUP, and polling policies.dir and the config file. Listener addresses,

@@ -66,6 +66,11 @@ fn run(args: RunArgs) -> ExitCode {
         let signals = Signals::listen();
         match Gateway::bind(config).await {
             Ok(mut gateway) => {
+                // listen.admin_explain: POST /explain on the admin listener.
+                if let Err(e) = kmsgate::explain::admin::install(&mut gateway) {
+                    eprintln!("kmsgate: {e}");
+                    return ExitCode::FAILURE;
+                }
                 if let Some(path) = args.config.clone() {
                     gateway.watch_config(path);
                 }

@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kmsgate::config::Config;
 use kmsgate::conn::ListenerKind;
 use kmsgate::explain::{Explainer, Outcome, RequestInput};
-use support::{Recorder, TestGateway};
+use kmsgate::gateway::Gateway;
+use support::{Recorder, TestGateway, TestRequest};
 
 const SECRET: &str = "explain-test-hmac-key-of-enough-length";
 const IP: &str = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9";
@@ -591,4 +592,72 @@ async fn the_explanation_names_layer_rule_client_policy_and_token() {
     );
     let json = serde_json::to_string(&e).unwrap();
     assert!(!json.contains(&token), "the token must never be printed");
+}
+
+/// `POST /explain` on the admin listener: off by default; with `listen.admin_explain`, the same
+/// engine, under the policies the gateway enforces at that moment.
+#[tokio::test]
+async fn the_admin_endpoint_explains_under_the_running_policies() {
+    let upstream = Recorder::start().await;
+    let toml = config_toml(&upstream);
+    let config = Config::from_toml(&[support::BASE, &toml]).unwrap();
+    let off = TestGateway::start_with(config.clone()).await;
+    let res = TestRequest::new(off.addrs.admin, "POST", "/explain")
+        .body("{}")
+        .send()
+        .await;
+    assert_eq!(res.status, 405, "off by default");
+
+    let config =
+        Config::from_toml(&[support::BASE, &toml, "[listen]\nadmin_explain = true\n"]).unwrap();
+    let token =
+        kmsgate::auth::devtoken::mint(&config.auth, "alice", Duration::from_secs(600), false)
+            .unwrap();
+    let mut gateway = Gateway::bind(config).await.unwrap();
+    kmsgate::explain::admin::install(&mut gateway).unwrap();
+    let store = gateway.policies().clone();
+    let gw = TestGateway::run(gateway);
+    let ask = |body: serde_json::Value| {
+        TestRequest::new(gw.addrs.admin, "POST", "/explain")
+            .json(&body)
+            .send()
+    };
+    let request = serde_json::json!({
+        "url": "/api/v2/keys",
+        "headers": [["bluemix-instance", IP], ["authorization", format!("Bearer {token}")]],
+        "peer": "127.0.0.1",
+    });
+    let res = ask(request.clone()).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(
+        !res.text().contains(&token),
+        "the token must never be returned"
+    );
+    let e = res.json();
+    assert_eq!(e["outcome"], "refused");
+    assert_eq!(e["refusal"]["layer"], "allowed_ip");
+    assert_eq!(e["response"]["status"], 401);
+    // The live gateway agrees.
+    let live = gw
+        .request("GET", "/api/v2/keys")
+        .header("bluemix-instance", IP)
+        .header("authorization", &format!("Bearer {token}"))
+        .send()
+        .await;
+    assert_eq!(live.status, 401);
+    assert_eq!(upstream.count(), 0);
+    // A policy change the gateway applies is what the endpoint explains under.
+    store.replace(kmsgate::policy::Snapshot::new(
+        [(IP.to_owned(), Default::default())],
+        None,
+    ));
+    let e = ask(request).await.json();
+    assert_eq!(e["outcome"], "forwarded", "{e}");
+    assert_eq!(upstream.count(), 0, "explain sends nothing");
+    // Bad input: 400 with the reason.
+    let res = ask(serde_json::json!({"curl": "curl --user a:b http://h/"})).await;
+    assert_eq!(res.status, 400);
+    assert!(res.json()["error"].as_str().unwrap().contains("--user"));
+    let res = ask(serde_json::json!({"nonsense": 1})).await;
+    assert_eq!(res.status, 400);
 }

@@ -85,6 +85,9 @@ pub struct ListenConfig {
     pub header_read_timeout: Duration,
     /// TLS for the public and private listeners; absent means plain HTTP (h1 and h2c).
     pub tls: Option<TlsConfig>,
+    /// Serve `POST /explain` on the admin listener: `kmsgate explain` for a request given as
+    /// JSON (off by default).
+    pub admin_explain: bool,
 }
 
 impl Default for ListenConfig {
@@ -96,6 +99,7 @@ impl Default for ListenConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             tls: None,
+            admin_explain: false,
         }
     }
 }

@@ -104,6 +104,10 @@ impl Drop for Scratch {
 #[derive(Debug)]
 pub struct Explainer {
     prepared: Prepared,
+    /// The explaining stack's own copy of the policies.
+    store: PolicyStore,
+    /// The store it follows, if any (the running gateway's, for the admin endpoint).
+    follows: Option<PolicyStore>,
     stack: Stack,
     narrator: Narrator,
     _scratch: Option<Scratch>,
@@ -136,10 +140,20 @@ impl Explainer {
         let narrator = Narrator::new(prepared.config(), &store, prepared.bearer().auth().cloned());
         Ok(Explainer {
             prepared,
+            store,
+            follows: None,
             stack,
             narrator,
             _scratch: scratch,
         })
+    }
+
+    /// Like [`Explainer::new`], but each request is explained under the policies `store`
+    /// holds at that moment (copied; the admin endpoint follows the running gateway's store).
+    pub fn following(config: Config, store: PolicyStore) -> Result<Explainer, ConfigError> {
+        let mut explainer = Explainer::new(config)?;
+        explainer.follows = Some(store);
+        Ok(explainer)
     }
 
     /// The configuration.
@@ -204,6 +218,9 @@ impl Explainer {
 
     /// Explains `input`: the per-layer account, and what the real stack did.
     pub async fn explain(&self, input: &RequestInput) -> Result<Explanation, InputError> {
+        if let Some(follows) = &self.follows {
+            self.store.replace((*follows.snapshot()).clone());
+        }
         let narrative = self.narrator.narrate(self.request(input)?);
         let mut req = self.request(input)?;
         let summary = RequestSummary {

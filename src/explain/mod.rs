@@ -11,7 +11,9 @@
 //! - [`input`]: the request, from flags, a curl command line or a raw HTTP request file.
 //! - [`report`]: the explanation (what `--json` prints).
 //! - [`render`]: the text form.
+//! - [`admin`]: `POST /explain` on the admin listener (`listen.admin_explain`).
 
+pub mod admin;
 pub mod engine;
 pub mod facts;
 pub mod input;

@@ -209,7 +209,8 @@ impl TestGateway {
         TestGateway::run(gateway)
     }
 
-    fn run(gateway: Gateway) -> TestGateway {
+    /// Runs a bound gateway (one the test has set up further).
+    pub fn run(gateway: Gateway) -> TestGateway {
         let addrs = gateway.addrs();
         let (stop, stopped) = oneshot::channel::<()>();
         let (skip_grace, skipped) = oneshot::channel::<()>();
