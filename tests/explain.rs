@@ -20,6 +20,10 @@ const IP: &str = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9";
 const PRIVATE: &str = "2a3b4c5d-6e7f-4a8b-9c0d-1e2f3a4b5c6d";
 const KCIA: &str = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f";
 const OPEN: &str = "4d5e6f7a-8b9c-4d0e-9f1a-2b3c4d5e6f7a";
+/// A key and a registration's resource CRN (tests/service_rules.rs).
+const KEY: &str = "0b6ad8a0-5b4a-4f0f-9d1e-5e2d3c4b5a69";
+const CRN: &str =
+    "crn%3Av1%3Abluemix%3Apublic%3Acloud-object-storage%3Aglobal%3Aa%2Facct%3Ainst%3Abucket%3Ab1";
 const V6: &str = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b";
 
 fn config_toml(upstream: &Recorder) -> String {
@@ -165,6 +169,13 @@ fn cases(config: &Config) -> Vec<Case> {
     let good =
         kmsgate::auth::devtoken::mint(&config.auth, "alice", Duration::from_secs(600), false)
             .unwrap();
+    let service = kmsgate::auth::devtoken::mint(
+        &config.auth,
+        "ServiceId-cos",
+        Duration::from_secs(600),
+        true,
+    )
+    .unwrap();
     let expired = hs256(
         &serde_json::json!({"sub": "alice", "exp": now() - 3600}),
         SECRET,
@@ -308,6 +319,24 @@ fn cases(config: &Config) -> Vec<Case> {
         )
         .instance(OPEN)
         .token(&forged),
+        // service_rules (tests/service_rules.rs)
+        Case::new(
+            "registration by a user",
+            Some("SERVICE_ONLY_ERR"),
+            "POST",
+            &format!("/api/v2/keys/{KEY}/registrations/{CRN}"),
+        )
+        .instance(OPEN)
+        .token(&good)
+        .body("application/vnd.ibm.kms.registration_input+json", "{}"),
+        Case::new(
+            "key deletion by a service",
+            Some("RESOURCE_OWNER_ERR"),
+            "DELETE",
+            &format!("/api/v2/keys/{KEY}"),
+        )
+        .instance(OPEN)
+        .token(&service),
         // body (tests/body.rs)
         Case::new(
             "unwrap without body",
@@ -414,6 +443,22 @@ fn cases(config: &Config) -> Vec<Case> {
             .instance(IP)
             .token(&good)
             .from("127.0.0.2"),
+        Case::new(
+            "registration by a service",
+            None,
+            "DELETE",
+            &format!("/api/v2/keys/{KEY}/registrations/{CRN}"),
+        )
+        .instance(OPEN)
+        .token(&service),
+        Case::new(
+            "key deletion by a user",
+            None,
+            "DELETE",
+            &format!("/api/v2/keys/{KEY}"),
+        )
+        .instance(OPEN)
+        .token(&good),
         Case::new("root key allowed", None, "POST", "/api/v2/keys")
             .instance(KCIA)
             .token(&good)
@@ -529,6 +574,8 @@ async fn explain_reproduces_every_live_decision() {
         "INVALID_FIELD_ERR",
         "BODY_TOO_LARGE_ERR",
         "KEY_CREATE_IMPORT_ACCESS_ERR",
+        "SERVICE_ONLY_ERR",
+        "RESOURCE_OWNER_ERR",
     ] {
         assert!(codes.contains(code), "no case for {code}");
     }

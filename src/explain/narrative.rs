@@ -1,6 +1,6 @@
 //! The per-layer account: the request taken through each layer's own decision, in the
 //! stack's order — the layers' [`Check`]s (route, client_ip, instance, network, allowed_ip,
-//! key_access), the bearer layer's [`Auth`](crate::auth::Auth) and the body layer's
+//! service_rules, key_access), the bearer layer's [`Auth`](crate::auth::Auth) and the body layer's
 //! [`check`](body::check) — with the pure rule functions beside them to tell a shadowed
 //! refusal and to name the rule. It predicts an outcome; the engine compares the prediction
 //! with what the real stack did and never reports a verdict the stack did not reach.
@@ -11,8 +11,8 @@ use http::{Request, Response, header};
 
 use super::facts;
 use super::report::{ClientInfo, InstanceInfo, PrivateInfo, RouteInfo, Step, TokenInfo};
-use crate::auth::Auth;
 use crate::auth::token::ServiceRule;
+use crate::auth::{Auth, Identity, ServiceRules};
 use crate::body::Body;
 use crate::config::{Config, ForwardedHeader};
 use crate::conn::{ConnInfo, client_ip};
@@ -25,6 +25,7 @@ use crate::layer::instance::{BLUEMIX_INSTANCE, InstanceLayer};
 use crate::layer::key_access::{self, KeyAccessLayer};
 use crate::layer::network::{Ingress, NetworkLayer, PrivateNetwork};
 use crate::layer::route::RouteLayer;
+use crate::layer::service_rules::{self, ServiceRulesLayer};
 use crate::policy::model::PolicyType;
 use crate::policy::{ActivePolicy, PoliciesConfig, PolicyApiMode, PolicyStore};
 use crate::reason::{Reason, Rejection};
@@ -83,6 +84,8 @@ pub struct Narrator {
     allowed_ip: AllowedIpLayer,
     auth: Option<Arc<Auth>>,
     service: ServiceRule,
+    service_mode: ServiceRules,
+    service_rules: ServiceRulesLayer,
     body_limit: usize,
     policy_api: PolicyApiMode,
     key_access: KeyAccessLayer,
@@ -90,13 +93,14 @@ pub struct Narrator {
 }
 
 /// The layers after observe, in the stack's order (`gateway.rs`).
-const LAYERS: [&str; 10] = [
+const LAYERS: [&str; 11] = [
     "route",
     "client_ip",
     "instance",
     "network",
     "allowed_ip",
     "bearer",
+    "service_rules",
     "body",
     "policy_api",
     "key_access",
@@ -130,6 +134,8 @@ impl Narrator {
             allowed_ip: AllowedIpLayer::new(),
             auth,
             service: crate::auth::verify::service_rule(&config.auth),
+            service_mode: config.auth.service_rules,
+            service_rules: ServiceRulesLayer::new(config.auth.service_rules),
             body_limit: config.body.limit,
             policy_api: config.policies.api,
             key_access: KeyAccessLayer::new(),
@@ -382,6 +388,11 @@ impl Narrator {
                 }
             },
         }
+        // service_rules
+        if let Some(refused) = self.service_rules(&mut n, route, &mut req) {
+            n.predicted = refused;
+            return n;
+        }
         // body
         if let Some(refused) = self.body(&mut n, route, &mut req) {
             n.predicted = refused;
@@ -460,6 +471,39 @@ impl Narrator {
         n.steps
             .push(step("proxy", "forward", "to the upstream KMS"));
         n
+    }
+
+    /// Runs the service_rules layer's own check on the bearer layer's identity; names the
+    /// rule (and a shadowed refusal) with [`service_rules::check`].
+    fn service_rules(
+        &self,
+        n: &mut Narrative,
+        route: Route,
+        req: &mut Request<Body>,
+    ) -> Option<Predicted> {
+        let identity = req.extensions().get::<Identity>();
+        let rule = service_rules::check(route, identity);
+        let detail = match (&rule, self.service_mode, identity) {
+            (_, ServiceRules::Off, _) => "auth.service_rules = \"off\"",
+            (_, _, None) => "no caller identity (auth disabled): not decided",
+            (Ok(()), _, Some(_)) => "the caller may do this",
+            (Err(refusal), ServiceRules::Shadow, Some(_)) => {
+                n.steps.push(shadowed(
+                    "service_rules",
+                    refusal.rejection.reason(),
+                    refusal.note,
+                ));
+                return None;
+            }
+            (Err(refusal), _, Some(_)) => refusal.note,
+        };
+        match self.guard(n, "service_rules", &self.service_rules, req) {
+            Some(refused) => Some(refused.with_rule(detail, &mut n.steps)),
+            None => {
+                n.steps.push(step("service_rules", "pass", detail));
+                None
+            }
+        }
     }
 
     /// Runs the body layer's decision: the limit, then the shape checks; a create, import,
