@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use prometheus::{IntCounter, Registry};
 
 use crate::config::{LogConfig, LogFormat};
-use crate::metrics::{defined, register};
+use crate::metrics::registered;
 
 mod entry;
 mod line;
@@ -89,11 +89,13 @@ impl AccessLog {
         sink: Box<dyn Write + Send>,
         registry: &Registry,
     ) -> AccessLog {
-        let dropped = defined(IntCounter::new(
-            "kmsgate_access_log_dropped_total",
-            "Access-log lines dropped because the writer fell behind or a write failed",
-        ));
-        register(registry, dropped.clone());
+        let dropped = registered(
+            registry,
+            IntCounter::new(
+                "kmsgate_access_log_dropped_total",
+                "Access-log lines dropped because the writer fell behind or a write failed",
+            ),
+        );
         let shared = Arc::new(Shared {
             format,
             immediate: AtomicBool::new(flush_every.is_zero()),

@@ -17,7 +17,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use self::family::{defined, register};
+pub use self::family::{defined, register, registered};
 use crate::conn::ListenerKind;
 use crate::reason::Reason;
 use crate::route::Route;
@@ -95,37 +95,43 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
 
-        let rejections_vec = defined(IntCounterVec::new(
-            Opts::new(
-                "kmsgate_rejections_total",
-                "Requests the gateway refused, by reason code",
+        let rejections_vec = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kmsgate_rejections_total",
+                    "Requests the gateway refused, by reason code",
+                ),
+                &["code", "status"],
             ),
-            &["code", "status"],
-        ));
-        register(&registry, rejections_vec.clone());
+        );
         let rejections = Reason::ALL
             .iter()
             .map(|r| rejections_vec.with_label_values(&[r.code(), r.status().as_str()]))
             .collect();
 
-        let shadow_vec = defined(IntCounterVec::new(
-            Opts::new(
-                "kmsgate_shadow_rejections_total",
-                "Requests a shadowed policy would have refused (forwarded), by reason code",
+        let shadow_vec = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kmsgate_shadow_rejections_total",
+                    "Requests a shadowed policy would have refused (forwarded), by reason code",
+                ),
+                &["code"],
             ),
-            &["code"],
-        ));
-        register(&registry, shadow_vec.clone());
+        );
         let shadow_rejections = Reason::ALL
             .iter()
             .map(|r| shadow_vec.with_label_values(&[r.code()]))
             .collect();
 
-        let requests_vec = defined(IntCounterVec::new(
-            Opts::new("kmsgate_requests_total", "Requests by route and outcome"),
-            &["route", "outcome"],
-        ));
-        register(&registry, requests_vec.clone());
+        let requests_vec = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new("kmsgate_requests_total", "Requests by route and outcome"),
+                &["route", "outcome"],
+            ),
+        );
         let requests = Route::ALL
             .iter()
             .map(|route| {
@@ -133,92 +139,110 @@ impl Metrics {
             })
             .collect();
 
-        let duration_vec = defined(HistogramVec::new(
-            HistogramOpts::new(
-                "kmsgate_request_duration_seconds",
-                "Time to response headers, by route",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["route"],
-        ));
-        register(&registry, duration_vec.clone());
+        let duration_vec = registered(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "kmsgate_request_duration_seconds",
+                    "Time to response headers, by route",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["route"],
+            ),
+        );
         let request_duration: Vec<OnceLock<Histogram>> =
             Route::ALL.iter().map(|_| OnceLock::new()).collect();
         // `other` from the start, so the family is always there to scrape and query.
         let _ = request_duration[Route::Other.index()]
             .set(duration_vec.with_label_values(&[Route::Other.as_str()]));
 
-        let upstream_duration = defined(Histogram::with_opts(
-            HistogramOpts::new(
-                "kmsgate_upstream_duration_seconds",
-                "Time the upstream took to answer with headers",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        ));
-        register(&registry, upstream_duration.clone());
-
-        let responses_vec = defined(IntCounterVec::new(
-            Opts::new(
-                "kmsgate_upstream_responses_total",
-                "Upstream responses by status class",
+        let upstream_duration = registered(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "kmsgate_upstream_duration_seconds",
+                    "Time the upstream took to answer with headers",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
             ),
-            &["status_class"],
-        ));
-        register(&registry, responses_vec.clone());
+        );
+
+        let responses_vec = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kmsgate_upstream_responses_total",
+                    "Upstream responses by status class",
+                ),
+                &["status_class"],
+            ),
+        );
         let upstream_responses =
             ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|c| responses_vec.with_label_values(&[c]));
 
-        let reasons_vec = defined(IntCounterVec::new(
-            Opts::new(
-                "kmsgate_upstream_reasons_total",
-                "Reason codes found in the upstream's own error envelopes",
+        let reasons_vec = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kmsgate_upstream_reasons_total",
+                    "Reason codes found in the upstream's own error envelopes",
+                ),
+                &["code"],
             ),
-            &["code"],
-        ));
-        register(&registry, reasons_vec.clone());
+        );
         let upstream_reasons = Reason::ALL
             .iter()
             .map(|r| reasons_vec.with_label_values(&[r.code()]))
             .collect();
         let upstream_other_reason = reasons_vec.with_label_values(&[OTHER_CODE]);
 
-        let upstream_slot_waits = defined(IntCounter::new(
-            "kmsgate_upstream_slot_waits_total",
-            "Requests that found all upstream.max_connections slots taken and waited for one",
-        ));
-        register(&registry, upstream_slot_waits.clone());
+        let upstream_slot_waits = registered(
+            &registry,
+            IntCounter::new(
+                "kmsgate_upstream_slot_waits_total",
+                "Requests that found all upstream.max_connections slots taken and waited for one",
+            ),
+        );
 
-        let build = defined(IntGaugeVec::new(
-            Opts::new("kmsgate_build_info", "The running kmsgate version"),
-            &["version"],
-        ));
-        register(&registry, build.clone());
+        let build = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new("kmsgate_build_info", "The running kmsgate version"),
+                &["version"],
+            ),
+        );
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
 
-        let open_vec = defined(IntGaugeVec::new(
-            Opts::new(
-                "kmsgate_open_connections",
-                "Client connections open now, by listener",
+        let open_vec = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "kmsgate_open_connections",
+                    "Client connections open now, by listener",
+                ),
+                &["listener"],
             ),
-            &["listener"],
-        ));
-        register(&registry, open_vec.clone());
-        let in_flight_vec = defined(IntGaugeVec::new(
-            Opts::new(
-                "kmsgate_in_flight_requests",
-                "Client requests received and not yet answered with response headers, by listener",
+        );
+        let in_flight_vec = registered(
+            &registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "kmsgate_in_flight_requests",
+                    "Client requests received and not yet answered with response headers, by listener",
+                ),
+                &["listener"],
             ),
-            &["listener"],
-        ));
-        register(&registry, in_flight_vec.clone());
-        let waits_vec = defined(IntCounterVec::new(
-            Opts::new(
-                "kmsgate_connection_limit_waits_total",
-                "Accepted connections that found all listen.max_connections slots taken and waited for one, by listener",
+        );
+        let waits_vec = registered(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kmsgate_connection_limit_waits_total",
+                    "Accepted connections that found all listen.max_connections slots taken and waited for one, by listener",
+                ),
+                &["listener"],
             ),
-            &["listener"],
-        ));
-        register(&registry, waits_vec.clone());
+        );
         let listeners = [ListenerKind::Public, ListenerKind::Private].map(|kind| {
             let label = [kind.as_str()];
             ListenerMetrics {

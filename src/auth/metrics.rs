@@ -15,7 +15,7 @@ use prometheus::proto::MetricFamily;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::outcome::Failure;
-use crate::metrics::{defined, register};
+use crate::metrics::{defined, register, registered};
 
 /// The handles the bearer layer and the JWKS refresher count into. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -42,19 +42,17 @@ impl AuthMetrics {
         registry: &Registry,
         age: Option<Box<dyn Fn() -> f64 + Send + Sync>>,
     ) -> AuthMetrics {
-        let verifications = defined(IntCounterVec::new(
-            Opts::new(
-                "kmsgate_token_verifications_total",
-                "Bearer-token decisions by result",
+        let verifications = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kmsgate_token_verifications_total",
+                    "Bearer-token decisions by result",
+                ),
+                &["result"],
             ),
-            &["result"],
-        ));
-        register(registry, verifications.clone());
-        let counter = |name: &str, help: &str| {
-            let c = defined(IntCounter::new(name, help));
-            register(registry, c.clone());
-            c
-        };
+        );
+        let counter = |name: &str, help: &str| registered(registry, IntCounter::new(name, help));
         let cache_hits = counter(
             "kmsgate_token_cache_hits_total",
             "Tokens admitted from the verified-token cache",
@@ -63,16 +61,20 @@ impl AuthMetrics {
             "kmsgate_token_cache_misses_total",
             "Tokens not in the verified-token cache",
         );
-        let refresh = defined(IntCounterVec::new(
-            Opts::new("kmsgate_jwks_refresh_total", "JWKS URL fetches by result"),
-            &["result"],
-        ));
-        register(registry, refresh.clone());
-        let jwks_keys = defined(IntGauge::new(
-            "kmsgate_jwks_keys",
-            "Signature keys in the last good JWKS fetched from the URL",
-        ));
-        register(registry, jwks_keys.clone());
+        let refresh = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new("kmsgate_jwks_refresh_total", "JWKS URL fetches by result"),
+                &["result"],
+            ),
+        );
+        let jwks_keys = registered(
+            registry,
+            IntGauge::new(
+                "kmsgate_jwks_keys",
+                "Signature keys in the last good JWKS fetched from the URL",
+            ),
+        );
         if let Some(age) = age {
             let gauge = defined(Gauge::new(
                 "kmsgate_jwks_age_seconds",

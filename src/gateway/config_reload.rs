@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::layer::client_ip::ClientIpRules;
 use crate::layer::network::PrivateNetwork;
-use crate::metrics::{Metrics, defined, register};
+use crate::metrics::{Metrics, registered};
 use crate::policy::reload::{PolicySource, Reloadable};
 
 /// The parts of the running gateway a config reload swaps.
@@ -135,14 +135,16 @@ impl ConfigReload {
         policies: Arc<PolicySource>,
         metrics: &Metrics,
     ) -> ConfigReload {
-        let counters = defined(IntCounterVec::new(
-            Opts::new(
-                "kmsgate_config_reloads_total",
-                "Config file reloads, by result (ok, error)",
+        let counters = registered(
+            metrics.registry(),
+            IntCounterVec::new(
+                Opts::new(
+                    "kmsgate_config_reloads_total",
+                    "Config file reloads, by result (ok, error)",
+                ),
+                &["result"],
             ),
-            &["result"],
-        ));
-        register(metrics.registry(), counters.clone());
+        );
         let fingerprint = fingerprint(&path);
         ConfigReload {
             path,

@@ -22,7 +22,7 @@ use super::config::{PoliciesConfig, PolicyApiMode};
 use super::model::Policy;
 use super::source::{self, SourceError};
 use super::store::PolicyStore;
-use crate::metrics::{Metrics, defined, register};
+use crate::metrics::{Metrics, registered};
 
 /// Something the gateway can reload without a restart.
 pub trait Reloadable: Send + Sync {
@@ -47,24 +47,30 @@ struct ReloadMetrics {
 impl ReloadMetrics {
     fn register(metrics: &Metrics) -> ReloadMetrics {
         let registry = metrics.registry();
-        let reloads = defined(IntCounterVec::new(
-            Opts::new(
-                "kmsgate_policy_reloads_total",
-                "Instance-policy reloads, by result (ok, error)",
+        let reloads = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "kmsgate_policy_reloads_total",
+                    "Instance-policy reloads, by result (ok, error)",
+                ),
+                &["result"],
             ),
-            &["result"],
-        ));
-        let instances = defined(IntGauge::new(
-            "kmsgate_policy_instances",
-            "Instances with policies of their own in the current snapshot",
-        ));
-        let last = defined(Gauge::new(
-            "kmsgate_policy_last_reload_timestamp_seconds",
-            "Unix time of the last successful policy load",
-        ));
-        register(registry, reloads.clone());
-        register(registry, instances.clone());
-        register(registry, last.clone());
+        );
+        let instances = registered(
+            registry,
+            IntGauge::new(
+                "kmsgate_policy_instances",
+                "Instances with policies of their own in the current snapshot",
+            ),
+        );
+        let last = registered(
+            registry,
+            Gauge::new(
+                "kmsgate_policy_last_reload_timestamp_seconds",
+                "Unix time of the last successful policy load",
+            ),
+        );
         ReloadMetrics {
             ok: reloads.with_label_values(&["ok"]),
             error: reloads.with_label_values(&["error"]),

@@ -9,7 +9,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
-use crate::metrics::{Metrics, defined, register};
+use crate::metrics::{Metrics, defined, register, registered};
 
 /// When the watch last heard from etcd, as milliseconds since a fixed start; read at scrape
 /// time, so the staleness gauge is exact however long the watch has been silent.
@@ -93,15 +93,12 @@ impl EtcdMetrics {
     /// Registers the families in `metrics` (a second registration keeps the first series).
     pub fn register(metrics: &Metrics) -> EtcdMetrics {
         let registry = metrics.registry();
-        let gauge = |name: &str, help: &str| {
-            let g = defined(IntGauge::new(name, help));
-            register(registry, g.clone());
-            g
-        };
+        let gauge = |name: &str, help: &str| registered(registry, IntGauge::new(name, help));
         let counters = |name: &str, help: &str, label: &str| {
-            let c = defined(IntCounterVec::new(Opts::new(name, help), &[label]));
-            register(registry, c.clone());
-            c
+            registered(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), &[label]),
+            )
         };
         let revision = gauge(
             "kmsgate_policy_revision",
@@ -111,11 +108,13 @@ impl EtcdMetrics {
             "kmsgate_policy_etcd_connected",
             "1 while the policy watch on etcd is established, else 0",
         );
-        let invalid = defined(IntCounter::new(
-            "kmsgate_policy_etcd_invalid_documents_total",
-            "Policy documents in etcd refused by the parser (the instance kept its previous policies)",
-        ));
-        register(registry, invalid.clone());
+        let invalid = registered(
+            registry,
+            IntCounter::new(
+                "kmsgate_policy_etcd_invalid_documents_total",
+                "Policy documents in etcd refused by the parser (the instance kept its previous policies)",
+            ),
+        );
         let restarts = counters(
             "kmsgate_policy_etcd_watch_restarts_total",
             "Policy watch restarts, by reason (lost: etcd unreachable; compacted: reloaded the prefix)",
