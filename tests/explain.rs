@@ -708,3 +708,75 @@ async fn the_admin_endpoint_explains_under_the_running_policies() {
     let res = ask(serde_json::json!({"nonsense": 1})).await;
     assert_eq!(res.status, 400);
 }
+
+/// docs/explain.md's worked examples are real: each request, explained on the page's
+/// configuration, prints what the page shows (but for the generated correlation id and the
+/// token's expiry).
+#[tokio::test]
+async fn the_worked_examples_of_docs_explain_md_are_real() {
+    use kmsgate::explain::input::shell_words;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/explain.md")).unwrap();
+    let config = Config::load(Some(&root.join("docs/explain/kmsgate.toml"))).unwrap();
+    let token =
+        kmsgate::auth::devtoken::mint(&config.auth, "alice", Duration::from_secs(3600), false)
+            .unwrap();
+    let explainer = Explainer::new(config).unwrap();
+    let normalize = |text: &str| -> String {
+        text.lines()
+            .map(|line| {
+                if let Some((head, _)) = line.split_once("correlation-id: ") {
+                    format!("{head}correlation-id: *")
+                } else if let Some((head, _)) = line.split_once("; expires ") {
+                    format!("{head}; expires *")
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let create = r#"'{
+"metadata": {
+"collectionType": "application/vnd.ibm.kms.key+json",
+"collectionTotal": 1
+},
+"resources": [
+{
+"type": "application/vnd.ibm.kms.key+json",
+"name": "my-standard-key",
+"description": "my-standard-key",
+"extractable": true
+}
+]
+}'"#;
+    let examples = [
+        (
+            "10.0.0.5",
+            r#"curl -X GET "https://us-south.kms.cloud.ibm.com/api/v2/keys" -H "authorization: Bearer TOKEN" -H "bluemix-instance: a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d" -H "x-forwarded-for: 198.51.100.23""#.to_owned(),
+        ),
+        (
+            "127.0.0.1",
+            format!(
+                r#"curl -X POST "https://us-south.kms.cloud.ibm.com/api/v2/keys" -H "authorization: Bearer TOKEN" -H "bluemix-instance: b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e" -H "content-type: application/vnd.ibm.kms.key+json" -d {create}"#
+            ),
+        ),
+        (
+            "127.0.0.1",
+            r#"curl -X GET "https://us-south.kms.cloud.ibm.com/api/v2/keys" -H "authorization: Bearer TOKEN" -H "bluemix-instance: C3D4E5F6-A7B8-4C9D-8E0F-2A3B4C5D6E7F""#.to_owned(),
+        ),
+    ];
+    let page = normalize(&doc);
+    for (peer, curl) in examples {
+        let mut input =
+            RequestInput::from_curl(&shell_words(&curl.replace("TOKEN", &token)).unwrap()).unwrap();
+        input.peer = peer.parse().unwrap();
+        let explained = explainer.explain(&input).await.unwrap();
+        assert!(explained.agreement.agrees);
+        let text = normalize(&kmsgate::explain::render::text(&explained));
+        assert!(
+            page.contains(&text),
+            "docs/explain.md does not show this output (rerun the example):\n{text}"
+        );
+    }
+}

@@ -9,7 +9,8 @@ pub fn text(e: &Explanation) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
     let mut line = |label: &str, text: &str| {
-        let _ = writeln!(out, "{label:<10}{text}");
+        let text = format!("{label:<10}{text}");
+        let _ = writeln!(out, "{}", text.trim_end());
     };
     let r = &e.request;
     line(
@@ -112,7 +113,7 @@ pub fn text(e: &Explanation) -> String {
         line(
             "",
             &format!(
-                "  {:<11}{:<9}{}{code}",
+                "  {:<14}{:<9}{}{code}",
                 step.layer, step.verdict, step.detail
             ),
         );
