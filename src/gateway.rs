@@ -332,6 +332,11 @@ impl Gateway {
         &self.config
     }
 
+    /// The shared policy store (`[policies.etcd]`), if configured.
+    pub fn etcd(&self) -> Option<&EtcdSource> {
+        self.etcd.as_ref()
+    }
+
     /// Serves `POST /explain` on the admin listener with `explain` (`listen.admin_explain`;
     /// the binary hands the engine in).
     pub fn serve_explain(&mut self, explain: admin::Explain) {

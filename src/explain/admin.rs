@@ -78,6 +78,7 @@ pub fn install(gateway: &mut Gateway) -> Result<(), ConfigError> {
     let explainer = Arc::new(Explainer::following(
         gateway.config().clone(),
         gateway.policies().clone(),
+        gateway.etcd().cloned(),
     )?);
     gateway.serve_explain(Arc::new(move |body| {
         let explainer = explainer.clone();

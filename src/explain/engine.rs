@@ -28,6 +28,7 @@ use crate::config::{Config, ConfigError};
 use crate::conn::{ConnInfo, ListenerKind};
 use crate::gateway::{Gateway, Prepared, Stack};
 use crate::metrics::Metrics;
+use crate::policy::etcd::EtcdSource;
 use crate::policy::reload::PolicySource;
 use crate::policy::{PolicyApiMode, PolicyStore};
 use crate::reason::{REASON_HEADER, Rejected};
@@ -101,16 +102,27 @@ impl Drop for Scratch {
 }
 
 /// Explains requests under one configuration. Build once, explain many requests.
-#[derive(Debug)]
 pub struct Explainer {
     prepared: Prepared,
     /// The explaining stack's own copy of the policies.
     store: PolicyStore,
     /// The store it follows, if any (the running gateway's, for the admin endpoint).
     follows: Option<PolicyStore>,
+    /// The shared store that feeds it, if any (its revision is reported).
+    etcd: Option<EtcdSource>,
     stack: Stack,
     narrator: Narrator,
     _scratch: Option<Scratch>,
+}
+
+impl std::fmt::Debug for Explainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Explainer")
+            .field("prepared", &self.prepared)
+            .field("follows", &self.follows.is_some())
+            .field("etcd", &self.etcd.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Explainer {
@@ -142,6 +154,7 @@ impl Explainer {
             prepared,
             store,
             follows: None,
+            etcd: None,
             stack,
             narrator,
             _scratch: scratch,
@@ -150,9 +163,15 @@ impl Explainer {
 
     /// Like [`Explainer::new`], but each request is explained under the policies `store`
     /// holds at that moment (copied; the admin endpoint follows the running gateway's store).
-    pub fn following(config: Config, store: PolicyStore) -> Result<Explainer, ConfigError> {
+    /// `etcd`: the shared store that feeds `store`, if any (its revision is reported).
+    pub fn following(
+        config: Config,
+        store: PolicyStore,
+        etcd: Option<EtcdSource>,
+    ) -> Result<Explainer, ConfigError> {
         let mut explainer = Explainer::new(config)?;
         explainer.follows = Some(store);
+        explainer.etcd = etcd;
         Ok(explainer)
     }
 
@@ -221,7 +240,8 @@ impl Explainer {
         if let Some(follows) = &self.follows {
             self.store.replace((*follows.snapshot()).clone());
         }
-        let narrative = self.narrator.narrate(self.request(input)?);
+        let revision = self.etcd.as_ref().map(EtcdSource::revision);
+        let narrative = self.narrator.narrate(self.request(input)?, revision);
         let mut req = self.request(input)?;
         let summary = RequestSummary {
             method: req.method().to_string(),

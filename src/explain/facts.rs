@@ -165,7 +165,25 @@ pub fn token(
 }
 
 /// Where the policy document `policy` (the one the instance layer found) comes from.
-pub fn origin(config: &PoliciesConfig, policy: &ActivePolicy) -> PolicyOrigin {
+/// `etcd_revision`: the revision of the shared store the policies were taken from (the admin
+/// endpoint of a gateway with `[policies.etcd]`).
+pub fn origin(
+    config: &PoliciesConfig,
+    policy: &ActivePolicy,
+    etcd_revision: Option<i64>,
+) -> PolicyOrigin {
+    if let (Some(etcd), Some(revision)) = (&config.etcd, etcd_revision) {
+        let (source, key) = match policy.instance.as_deref() {
+            Some(id) => ("etcd", id.to_owned()),
+            None if policy.model == Default::default() => ("none", "(no document)".to_owned()),
+            None => ("etcd-default", "default".to_owned()),
+        };
+        return PolicyOrigin {
+            source,
+            location: Some(format!("{}{key} at etcd revision {revision}", etcd.prefix)),
+            note: None,
+        };
+    }
     let note = config.etcd.as_ref().map(|_| {
         "[policies.etcd] is configured: a running gateway takes its policies from etcd; explain \
          reads policies.dir and the inline documents only"
@@ -268,4 +286,45 @@ pub fn policies(policy: &ActivePolicy) -> Vec<String> {
         out.push("dualAuthDelete: enabled".to_owned());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::policy::etcd::config::EtcdConfig;
+    use crate::policy::model::InstancePolicies;
+
+    #[test]
+    fn the_policy_document_is_named_by_its_source() {
+        let id = "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9";
+        let own = ActivePolicy::compile(Some(Arc::from(id)), InstancePolicies::default());
+        let default = ActivePolicy::default();
+        let mut config = PoliciesConfig::default();
+        config.instances.insert(id.to_uppercase(), String::new());
+        let origin = origin(&config, &own, None);
+        assert_eq!(origin.source, "inline");
+        assert_eq!(
+            origin.location.as_deref(),
+            Some(format!("policies.instances.{:?}", id.to_uppercase()).as_str())
+        );
+        assert_eq!(super::origin(&config, &default, None).source, "none");
+        config.default = Some(String::new());
+        assert_eq!(
+            super::origin(&config, &default, None).source,
+            "default-inline"
+        );
+        // From etcd: the key and the revision (the admin endpoint of a gateway with etcd).
+        config.etcd = Some(EtcdConfig::default());
+        let prefix = EtcdConfig::default().prefix;
+        let origin = super::origin(&config, &own, Some(42));
+        assert_eq!(origin.source, "etcd");
+        assert_eq!(
+            origin.location,
+            Some(format!("{prefix}{id} at etcd revision 42"))
+        );
+        // Explained without the store: said so.
+        assert!(super::origin(&config, &own, None).note.is_some());
+    }
 }

@@ -145,8 +145,9 @@ impl Narrator {
 
     /// Takes `req` through every layer's decision, in order, until one refuses; the layers
     /// after it are listed as not reached.
-    pub fn narrate(&self, req: Request<Body>) -> Narrative {
-        let mut n = self.walk(req);
+    /// `etcd_revision`: the shared store's revision, when the policies come from it.
+    pub fn narrate(&self, req: Request<Body>, etcd_revision: Option<i64>) -> Narrative {
+        let mut n = self.walk(req, etcd_revision);
         let last = n.steps.last().map(|s| s.layer);
         let after = last
             .and_then(|l| LAYERS.iter().position(|x| *x == l))
@@ -157,7 +158,7 @@ impl Narrator {
         n
     }
 
-    fn walk(&self, mut req: Request<Body>) -> Narrative {
+    fn walk(&self, mut req: Request<Body>, etcd_revision: Option<i64>) -> Narrative {
         let mut n = Narrative {
             route: None,
             client: None,
@@ -230,7 +231,7 @@ impl Narrator {
         }
         let policy = req.extensions().get::<Arc<ActivePolicy>>().cloned();
         if let Some(policy) = &policy {
-            let origin = facts::origin(&self.policies, policy);
+            let origin = facts::origin(&self.policies, policy, etcd_revision);
             let detail = format!(
                 "policies: {}{}",
                 origin.source,
