@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 
-use super::{DEFAULT_KEY, EtcdConfig, EtcdError, bounded, connect_options};
+use super::client::{EtcdError, bounded, connect_options};
+use super::{DEFAULT_KEY, EtcdConfig};
 use crate::policy::render::render_document_pretty;
 use crate::policy::source::{SourceError, read_dir};
 use crate::settings::ConfigError;

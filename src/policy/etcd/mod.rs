@@ -22,44 +22,42 @@
 //!   keeps enforcing the last snapshot (and stays ready), logs how stale it is, and reconnects
 //!   with a doubling backoff up to `backoff_max`, resuming the watch from its revision — or
 //!   reloading the whole prefix when that revision was compacted away.
-//! - **Writes** ([`PolicyBackend::write`]): read the key, update the document, and write it in
-//!   a transaction conditioned on the key's mod revision (or its absence); on a conflict, read
-//!   again and retry. The client is answered once etcd has committed and this replica's watch
-//!   has applied the change (read-your-writes on the replica that took the PUT). etcd
-//!   unreachable → `WriteError::Unavailable`, 503 `POLICY_STORE_UNAVAILABLE_ERR`.
+//! - **Writes** ([`PolicyBackend::write`](super::backend::PolicyBackend::write), `write.rs`):
+//!   read the key, update the document, and write it in a transaction conditioned on the key's
+//!   mod revision (or its absence); on a conflict, read again and retry. The client is answered
+//!   once etcd has committed and this replica's watch has applied the change (read-your-writes
+//!   on the replica that took the PUT). etcd unreachable → `WriteError::Unavailable`, 503
+//!   `POLICY_STORE_UNAVAILABLE_ERR`. The client options, deadlines and error: `client.rs`.
 //!
 //! `kmsgate_policy_revision` is the etcd revision the snapshot reflects (advanced by every watch
 //! response, progress reports included, so idle replicas agree); it is also served by the admin
 //! listener ([`EtcdSource::status_json`]).
 
 pub mod cache;
+mod client;
 pub mod config;
 pub mod import;
 pub mod metrics;
+mod write;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    TlsOptions, Txn, TxnOp, WatchOptions, WatchResponse,
-};
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, WatchOptions, WatchResponse};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
+pub use self::client::EtcdError;
+use self::client::{bounded, connect_options};
 pub use self::config::{EtcdConfig, OnUnavailable};
 use self::metrics::EtcdMetrics;
-use super::backend::{PolicyBackend, WriteError, WriteFuture};
-use super::config::PoliciesConfig;
-use super::model::{Policy, PolicyRecords};
+use super::model::PolicyRecords;
 use super::parse::parse_records;
 use super::reload::PolicySource;
-use super::render::render_document_pretty;
-use super::source::{SourceError, is_file_safe};
-use super::store::{PolicyStore, Snapshot, options};
-use crate::canonical;
+use super::source::is_file_safe;
+use super::store::PolicyStore;
 use crate::metrics::Metrics;
 use crate::readiness::ReadyGate;
 use crate::settings::ConfigError;
@@ -67,40 +65,8 @@ use crate::settings::ConfigError;
 /// The key suffix of the default document.
 pub const DEFAULT_KEY: &str = "default";
 
-/// How many times a write re-reads and retries after losing the race for its document.
-const MAX_WRITE_ATTEMPTS: u32 = 16;
-
 /// The first reconnection delay (it doubles up to `backoff_max`).
 const BACKOFF_START: Duration = Duration::from_millis(100);
-
-/// A failure talking to etcd.
-#[derive(Debug)]
-pub enum EtcdError {
-    /// etcd did not answer within `request_timeout`.
-    Timeout(&'static str),
-    /// The client or etcd reported an error.
-    Client(etcd_client::Error),
-    /// The watch ended or was cancelled by etcd.
-    Watch(String),
-}
-
-impl fmt::Display for EtcdError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EtcdError::Timeout(what) => write!(f, "etcd did not answer in time ({what})"),
-            EtcdError::Client(e) => write!(f, "{e}"),
-            EtcdError::Watch(why) => write!(f, "watch ended: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for EtcdError {}
-
-impl From<etcd_client::Error> for EtcdError {
-    fn from(e: etcd_client::Error) -> Self {
-        EtcdError::Client(e)
-    }
-}
 
 /// The documents loaded from etcd, by key suffix, and the revision they reflect.
 #[derive(Debug, Default)]
@@ -150,51 +116,6 @@ enum Ended {
 impl From<EtcdError> for Ended {
     fn from(e: EtcdError) -> Self {
         Ended::Lost(e)
-    }
-}
-
-fn read_pem(key: &str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::invalid(key, format!("{}: {e}", path.display())))
-}
-
-/// The client options `config` asks for: timeouts, keep-alive, auth, TLS (PEM files read now,
-/// so a missing file is a start-up error naming its key).
-fn connect_options(config: &EtcdConfig) -> Result<ConnectOptions, ConfigError> {
-    let mut options = ConnectOptions::new()
-        .with_connect_timeout(config.connect_timeout)
-        .with_keep_alive(config.heartbeat, config.request_timeout)
-        .with_keep_alive_while_idle(true);
-    if let (Some(user), Some(password)) = (&config.user, &config.password) {
-        options = options.with_user(user.clone(), password.expose().to_owned());
-    }
-    if config.ca_file.is_some() || config.cert_file.is_some() {
-        let mut tls = TlsOptions::new();
-        if let Some(ca) = &config.ca_file {
-            tls = tls.ca_certificate(Certificate::from_pem(read_pem(
-                "policies.etcd.ca_file",
-                ca,
-            )?));
-        }
-        if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
-            tls = tls.identity(Identity::from_pem(
-                read_pem("policies.etcd.cert_file", cert)?,
-                read_pem("policies.etcd.key_file", key)?,
-            ));
-        }
-        options = options.with_tls(tls);
-    }
-    Ok(options)
-}
-
-/// Runs `future` within `limit`, naming `what` if it does not finish.
-async fn bounded<T>(
-    limit: Duration,
-    what: &'static str,
-    future: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, EtcdError> {
-    match timeout(limit, future).await {
-        Ok(result) => result.map_err(EtcdError::from),
-        Err(_) => Err(EtcdError::Timeout(what)),
     }
 }
 
@@ -605,126 +526,5 @@ impl EtcdSource {
                 }
             }
         }
-    }
-
-    /// Reads, updates and conditionally writes `instance`'s document (see the module docs).
-    async fn write_document(
-        self,
-        instance: String,
-        policies: Vec<Policy>,
-        subject: String,
-    ) -> Result<(), WriteError> {
-        if !is_file_safe(&instance) {
-            return Err(WriteError::BadInstance);
-        }
-        let config = &self.inner.config;
-        let metrics = &self.inner.metrics;
-        let unavailable = |e: EtcdError| {
-            metrics.writes_unavailable.inc();
-            tracing::error!(instance = %instance, error = %e, "policy update not written: etcd unavailable");
-            WriteError::Unavailable(e.to_string())
-        };
-        let mut client = self.client().await.map_err(unavailable)?;
-        let key = config.key(&instance);
-        for _ in 0..MAX_WRITE_ATTEMPTS {
-            let current = bounded(
-                config.request_timeout,
-                "read",
-                client.get(key.as_str(), None),
-            )
-            .await
-            .map_err(unavailable)?;
-            let stored = current.kvs().first();
-            // The base: the stored document; for a new (or corrupt) one, the policies this
-            // replica enforces for the instance (its default, or the kept previous ones).
-            let mut records = stored
-                .and_then(|kv| parse_records(kv.value()).ok())
-                .unwrap_or_else(|| self.inner.store.snapshot().get(Some(&instance)).records());
-            let condition = match stored {
-                Some(kv) => {
-                    Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision())
-                }
-                None => Compare::version(key.as_str(), CompareOp::Equal, 0),
-            };
-            let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-            records.update(policies.iter().cloned(), &subject, &now);
-            let txn = Txn::new().when([condition]).and_then([TxnOp::put(
-                key.as_str(),
-                render_document_pretty(&records),
-                None,
-            )]);
-            let committed = bounded(config.request_timeout, "write", client.txn(txn))
-                .await
-                .map_err(unavailable)?;
-            if committed.succeeded() {
-                metrics.writes_ok.inc();
-                let revision = committed.header().map_or(0, |h| h.revision());
-                self.await_revision(revision).await;
-                tracing::info!(instance = %instance, revision, "policy update committed to etcd");
-                return Ok(());
-            }
-            metrics.writes_conflict.inc();
-        }
-        metrics.writes_unavailable.inc();
-        Err(WriteError::Contended(MAX_WRITE_ATTEMPTS))
-    }
-
-    /// Waits (up to `request_timeout`) until this replica's snapshot reflects `revision`.
-    async fn await_revision(&self, revision: i64) {
-        let mut seen = self.inner.revision.subscribe();
-        let waited = timeout(
-            self.inner.config.request_timeout,
-            seen.wait_for(|current| *current >= revision),
-        )
-        .await;
-        if !matches!(waited, Ok(Ok(_))) {
-            tracing::warn!(
-                revision,
-                "committed policy update not yet seen by this replica's watch"
-            );
-        }
-    }
-}
-
-impl PolicyBackend for EtcdSource {
-    fn name(&self) -> &'static str {
-        "etcd"
-    }
-
-    fn build(&self, config: &PoliciesConfig) -> Result<Snapshot, SourceError> {
-        if config.etcd.as_ref() != Some(&self.inner.config) {
-            tracing::warn!(
-                "[policies.etcd] changed: etcd settings need a restart; the running ones stay"
-            );
-        }
-        let (inline, mut default) = Snapshot::inline_records(config)?;
-        let mut instances: HashMap<String, PolicyRecords> = inline
-            .into_iter()
-            .map(|(id, records)| (canonical::instance_key(&id).into_owned(), records))
-            .collect();
-        let mut canonically_named = HashSet::new();
-        let docs = self.docs();
-        for (suffix, records) in &docs.by_key {
-            if suffix == DEFAULT_KEY {
-                default = Some(records.clone());
-                continue;
-            }
-            let id = canonical::instance_key(suffix).into_owned();
-            if id == *suffix {
-                canonically_named.insert(id.clone());
-            } else if canonically_named.contains(&id) {
-                continue;
-            }
-            instances.insert(id, records.clone());
-        }
-        drop(docs);
-        Ok(Snapshot::build(instances, default, options(config)?))
-    }
-
-    fn write(&self, instance: &str, policies: Vec<Policy>, subject: &str) -> WriteFuture {
-        Box::pin(
-            self.clone()
-                .write_document(instance.to_owned(), policies, subject.to_owned()),
-        )
     }
 }
