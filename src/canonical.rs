@@ -342,17 +342,34 @@ pub fn instance_id(id: &str) -> Option<Cow<'_, str>> {
 /// Lowercase hex digits with hyphens at 8, 13, 18 and 23: the form ids are stored and
 /// forwarded in.
 pub fn is_canonical_uuid(bytes: &[u8]) -> bool {
-    let lower_hex = |s: &[u8]| s.iter().all(|&b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    // One table lookup per byte: what each position of the canonical form allows.
+    const fn class(b: u8) -> u8 {
+        match b {
+            b'0'..=b'9' | b'a'..=b'f' => HEX_DIGIT,
+            b'-' => HYPHEN,
+            _ => 0,
+        }
+    }
+    const HEX_DIGIT: u8 = 1;
+    const HYPHEN: u8 = 2;
+    const CLASS: [u8; 256] = {
+        let mut table = [0u8; 256];
+        let mut i = 0;
+        while i < 256 {
+            table[i] = class(i as u8);
+            i += 1;
+        }
+        table
+    };
     bytes.len() == 36
-        && bytes[8] == b'-'
-        && bytes[13] == b'-'
-        && bytes[18] == b'-'
-        && bytes[23] == b'-'
-        && lower_hex(&bytes[..8])
-        && lower_hex(&bytes[9..13])
-        && lower_hex(&bytes[14..18])
-        && lower_hex(&bytes[19..23])
-        && lower_hex(&bytes[24..])
+        && bytes.iter().enumerate().fold(true, |ok, (i, &b)| {
+            let want = if matches!(i, 8 | 13 | 18 | 23) {
+                HYPHEN
+            } else {
+                HEX_DIGIT
+            };
+            ok & (CLASS[usize::from(b)] == want)
+        })
 }
 
 /// The key an instance's policies are stored under: the canonical UUID when `id` is one in

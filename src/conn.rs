@@ -38,7 +38,8 @@ pub struct ConnInfo {
 }
 
 /// The client address the gateway decided on: the peer, or the first untrusted hop of the
-/// forwarded headers when the peer is a trusted proxy. Inserted by the client_ip layer.
+/// forwarded headers when the peer is a trusted proxy. The client_ip layer records it in the
+/// request's context, or inserts it as an extension value in a request without one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 

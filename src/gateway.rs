@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tower_layer::Layer;
+use tower::ServiceBuilder;
 
 use crate::access_log::AccessLog;
 use crate::admin::{self, Readiness};
@@ -93,11 +93,21 @@ pub fn stack(
     let policy_api = PolicyApiLayer::new(policies.clone());
     // key_access: keyCreateImportAccess on create/import, enforce_token on rotate/restore.
     let key_access = KeyAccessLayer::new();
-    // proxy: the upstream KMS, or the embedded dev KMS.
-    let inner = policy_api.layer(key_access.layer(upstream));
-    let inner = bearer.layer(service_rules.layer(body.layer(inner)));
-    let inner = instance.layer(network.layer(allowed_ip.layer(inner)));
-    observe.layer(route.layer(client_ip.layer(inner)))
+    // In request order, outermost first; the upstream (the remote KMS, or the embedded dev KMS)
+    // is the innermost service.
+    ServiceBuilder::new()
+        .layer(observe)
+        .layer(route)
+        .layer(client_ip)
+        .layer(instance)
+        .layer(network)
+        .layer(allowed_ip)
+        .layer(bearer)
+        .layer(service_rules)
+        .layer(body)
+        .layer(policy_api)
+        .layer(key_access)
+        .service(upstream)
 }
 
 /// Why the gateway could not start.

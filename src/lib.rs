@@ -29,6 +29,7 @@ pub mod cli;
 pub mod collection;
 pub mod config;
 pub mod conn;
+pub mod context;
 pub mod devkms;
 pub mod explain;
 pub mod gateway;

@@ -79,7 +79,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use crate::auth::Identity;
 use crate::body::Body;
 use crate::config::dev_kms::DevKmsConfig;
-use crate::policy::ActivePolicy;
+use crate::context;
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::Route;
 use call::Call;
@@ -184,10 +184,8 @@ async fn handle(store: &Store, rules: Rules, req: Request<Body>) -> Response<Bod
             }
         }
     };
-    let gateway_dual_auth = parts
-        .extensions
-        .get::<Arc<ActivePolicy>>()
-        .and_then(|policy| policy.model.dual_auth_delete);
+    let gateway_dual_auth =
+        context::policy(&parts.extensions).and_then(|policy| policy.model.dual_auth_delete);
     let call = Call {
         route,
         method: &parts.method,

@@ -15,7 +15,8 @@ use crate::auth::token::ServiceRule;
 use crate::auth::{Auth, Identity, ServiceRules};
 use crate::body::Body;
 use crate::config::{Config, ForwardedHeader};
-use crate::conn::{ConnInfo, client_ip};
+use crate::conn::ConnInfo;
+use crate::context;
 use crate::layer::allowed_ip::{self, AllowedIpLayer};
 use crate::layer::bearer;
 use crate::layer::body::{self, KeyBody};
@@ -27,7 +28,7 @@ use crate::layer::network::{Ingress, NetworkLayer, PrivateNetwork};
 use crate::layer::route::RouteLayer;
 use crate::layer::service_rules::{self, ServiceRulesLayer};
 use crate::policy::model::PolicyType;
-use crate::policy::{ActivePolicy, PoliciesConfig, PolicyApiMode, PolicyStore};
+use crate::policy::{PoliciesConfig, PolicyApiMode, PolicyStore};
 use crate::reason::{Reason, Rejection};
 use crate::route::Route;
 
@@ -174,7 +175,7 @@ impl Narrator {
             n.predicted = refused;
             return n;
         }
-        let route = Route::of(&req);
+        let route = context::route(&req);
         let canonical_target = req
             .uri()
             .path_and_query()
@@ -229,7 +230,7 @@ impl Narrator {
             n.predicted = refused;
             return n;
         }
-        let policy = req.extensions().get::<Arc<ActivePolicy>>().cloned();
+        let policy = context::policy(req.extensions()).cloned();
         if let Some(policy) = &policy {
             let origin = facts::origin(&self.policies, policy, etcd_revision);
             let detail = format!(
@@ -249,7 +250,7 @@ impl Narrator {
             n.steps.push(step("instance", "pass", detail));
         }
         // network
-        let client = client_ip(req.extensions());
+        let client = context::client_ip(req.extensions());
         let host = header_text(&req, &header::HOST);
         let ingress = Ingress {
             listener: req.extensions().get::<ConnInfo>().map(|c| c.listener),

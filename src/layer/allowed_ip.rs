@@ -6,12 +6,11 @@
 //! binary search in the policy's compiled [`IpSet`](crate::policy::IpSet).
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use http::Request;
 
 use crate::body::Body;
-use crate::conn::client_ip;
+use crate::context;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::refusal;
 use crate::layer::shadow;
@@ -81,11 +80,11 @@ impl AllowedIpLayer {
 impl Check for AllowedIpCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         let ext = req.extensions();
-        let client = client_ip(ext);
-        let (Some(policy), Some(client)) = (ext.get::<Arc<ActivePolicy>>(), client) else {
+        let client = context::client_ip(ext);
+        let (Some(policy), Some(client)) = (context::policy(ext), client) else {
             return Ok(());
         };
-        let Err(reason) = check(policy, Some(Route::of(req)), client) else {
+        let Err(reason) = check(policy, Some(context::route(req)), client) else {
             return Ok(());
         };
         let note = match reason {

@@ -26,6 +26,7 @@ use tokio::time::Timeout;
 use crate::auth::{Admission, Auth, AuthConfig, Failure, Identity};
 use crate::body::Body;
 use crate::config::ConfigError;
+use crate::context;
 use crate::layer::ResponseFuture;
 use crate::layer::observe::RequestLog;
 use crate::reason::Rejection;
@@ -177,7 +178,10 @@ fn refuse<F>(auth: &Auth, req: &Request<Body>, failure: Failure) -> ResponseFutu
     if let Some(log) = req.extensions().get::<Arc<RequestLog>>() {
         log.set_note(failure.note());
     }
-    ResponseFuture::response(rejection(failure, req.extensions().get::<Route>().copied()))
+    ResponseFuture::response(rejection(
+        failure,
+        context::recorded_route(req.extensions()),
+    ))
 }
 
 /// The response for `failure` on `route`.

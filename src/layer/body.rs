@@ -45,6 +45,7 @@ use tokio::time::Sleep;
 
 use crate::body::Body;
 use crate::config::BodyConfig;
+use crate::context;
 use crate::gojson;
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::{Route, query_param};
@@ -361,7 +362,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let route = Route::of(&req);
+        let route = context::route(&req);
         if !inspects(route) {
             return BodyFuture::inner(self.inner.call(req));
         }

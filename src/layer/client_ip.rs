@@ -21,10 +21,10 @@ use http::{HeaderMap, HeaderName, Request};
 
 use crate::body::Body;
 use crate::config::{ClientIpConfig, ForwardedHeader};
-use crate::conn::{ClientAddr, ConnInfo};
+use crate::conn::ConnInfo;
+use crate::context;
 use crate::ipset::IpSet;
 use crate::layer::guard::{Check, Guard, GuardLayer};
-use crate::layer::observe::RequestLog;
 use crate::reason::Rejection;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -219,10 +219,7 @@ impl Check for ClientIpCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         if let Some(peer) = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip()) {
             let client = self.rules.load().client(peer, req.headers());
-            if let Some(log) = req.extensions().get::<Arc<RequestLog>>() {
-                log.set_client(client);
-            }
-            req.extensions_mut().insert(ClientAddr(client));
+            context::set_client(req.extensions_mut(), client);
         }
         req.headers_mut().remove(FORWARDED);
         Ok(())

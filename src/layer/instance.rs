@@ -1,8 +1,8 @@
 //! The instance layer: `bluemix-instance` → this instance's compiled policies.
 //!
 //! One snapshot load per request: the layer looks the instance up in the [`PolicyStore`] and
-//! inserts the `Arc<ActivePolicy>` into the request extensions, where the later layers
-//! (network, allowed_ip, key_access, …) read it. An instance without its own policies gets
+//! records the `Arc<ActivePolicy>` in the request's context ([`crate::context::policy`]), where
+//! the later layers (network, allowed_ip, key_access, …) read it. An instance without its own policies gets
 //! the configured default (or no policies) — or, with `policies.unknown_instance = "reject"`,
 //! 401 `UNAUTHORIZED_ERR` (no `reasons`, as Key Protect answers an instance the caller may not
 //! use); a request without the header counts as an unknown instance.
@@ -21,6 +21,7 @@ use http::{HeaderName, HeaderValue, Request};
 
 use crate::body::Body;
 use crate::canonical::{self, Ambiguity};
+use crate::context;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
 use crate::layer::refusal;
@@ -73,7 +74,7 @@ impl Check for InstanceCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         canonicalize(req).map_err(Ambiguity::rejection)?;
         if let Some(policy) = self.store.find(instance_id(req)) {
-            req.extensions_mut().insert(policy);
+            context::set_policy(req.extensions_mut(), policy);
             return Ok(());
         }
         let ext = req.extensions();

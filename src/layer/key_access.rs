@@ -23,10 +23,10 @@ use http::Request;
 
 use super::body::KeyBody;
 use crate::body::Body;
+use crate::context;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
 use crate::layer::shadow;
-use crate::policy::ActivePolicy;
 use crate::policy::model::{KeyCreateImportAccess, PolicyType};
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::Route;
@@ -185,8 +185,8 @@ impl KeyAccessLayer {
 impl Check for KeyAccessCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         let extensions = req.extensions();
-        let route = Route::of(req);
-        let active = extensions.get::<Arc<ActivePolicy>>();
+        let route = context::route(req);
+        let active = context::policy(extensions);
         let policy = active.and_then(|p| p.model.key_create_import_access.as_ref());
         let Err(refusal) = check(route, extensions.get::<KeyBody>(), policy) else {
             return Ok(());

@@ -12,8 +12,8 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 
 use crate::body::Body;
+use crate::context;
 use crate::reason::{Reason, Rejection};
-use crate::route::Route;
 
 pub mod allowed_ip;
 pub mod bearer;
@@ -31,7 +31,7 @@ pub mod shadow;
 
 /// A refusal with `reason` that names the request's operation in its `errorMsg`.
 pub fn refusal<B>(reason: Reason, req: &Request<B>) -> Rejection {
-    Rejection::new(reason).operation(Route::of(req).operation())
+    Rejection::new(reason).operation(context::route(req).operation())
 }
 
 pin_project! {

@@ -13,7 +13,8 @@ use http::{Request, header};
 
 use crate::body::Body;
 use crate::config::NetworkConfig;
-use crate::conn::{ConnInfo, ListenerKind, client_ip};
+use crate::conn::{ConnInfo, ListenerKind};
+use crate::context;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::refusal;
 use crate::layer::shadow;
@@ -143,7 +144,7 @@ impl NetworkLayer {
 impl Check for NetworkCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
         let ext = req.extensions();
-        let Some(policy) = ext.get::<Arc<ActivePolicy>>() else {
+        let Some(policy) = context::policy(ext) else {
             return Ok(());
         };
         let ingress = Ingress {
@@ -153,7 +154,7 @@ impl Check for NetworkCheck {
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .or_else(|| req.uri().authority().map(|a| a.as_str())),
-            client: client_ip(ext),
+            client: context::client_ip(ext),
         };
         let Err(reason) = self.private.load().check(policy, &ingress) else {
             return Ok(());

@@ -16,7 +16,7 @@
 //!   material.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -29,66 +29,17 @@ use tokio::time::Instant;
 use crate::access_log::{AccessLog, Entry};
 use crate::body::Body;
 use crate::conn::ConnInfo;
+use crate::context::RequestContext;
 use crate::metrics::{Metrics, Outcome};
-use crate::reason::{Reason, Rejected};
-use crate::route::Route;
+use crate::reason::Rejected;
 use crate::upstream::FromUpstream;
 
 /// The correlation header Key Protect clients send (the Go client always does).
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("correlation-id");
 
-/// What inner layers learn about a request, for its access-log line. Shared through the
-/// request extensions as `Arc<RequestLog>`.
-#[derive(Debug, Default)]
-pub struct RequestLog {
-    route: OnceLock<Route>,
-    client: OnceLock<IpAddr>,
-    subject: OnceLock<Arc<str>>,
-    note: OnceLock<&'static str>,
-    shadow: OnceLock<Reason>,
-}
-
-impl RequestLog {
-    /// Records the request's route (the route layer does, once).
-    pub fn set_route(&self, route: Route) {
-        let _ = self.route.set(route);
-    }
-
-    /// The request's route: `other` until the route layer has classified it.
-    pub fn route(&self) -> Route {
-        self.route.get().copied().unwrap_or(Route::Other)
-    }
-
-    /// Records the derived client address.
-    pub fn set_client(&self, ip: IpAddr) {
-        let _ = self.client.set(ip);
-    }
-
-    /// Records the token subject (an identity, never the token): a reference count, no copy.
-    pub fn set_subject(&self, subject: &Arc<str>) {
-        let _ = self.subject.set(subject.clone());
-    }
-
-    /// The token subject, once the bearer layer has recorded it.
-    pub fn subject(&self) -> Option<&str> {
-        self.subject.get().map(|s| &**s)
-    }
-
-    /// Records the refusal a shadowed policy would have made (the first one counts).
-    pub fn set_shadow(&self, reason: Reason) {
-        let _ = self.shadow.set(reason);
-    }
-
-    /// The refusal a shadowed policy would have made, if any.
-    pub fn shadow(&self) -> Option<Reason> {
-        self.shadow.get().copied()
-    }
-
-    /// Records why a check failed (a fixed phrase such as `"token expired"`).
-    pub fn set_note(&self, note: &'static str) {
-        let _ = self.note.set(note);
-    }
-}
+/// What inner layers learn about a request, for its access-log line: the request's
+/// [`RequestContext`], shared through the request extensions as `Arc<RequestLog>`.
+pub type RequestLog = RequestContext;
 
 /// Adds [`Observe`] to a stack.
 ///
@@ -223,7 +174,8 @@ where
         let elapsed = this.start.elapsed();
         let seconds = elapsed.as_secs_f64();
         let rejected = response.extensions().get::<Rejected>().map(|r| r.0);
-        let from_upstream = response.extensions().get::<FromUpstream>().is_some();
+        let from_upstream =
+            this.log.from_upstream() || response.extensions().get::<FromUpstream>().is_some();
         let outcome = match rejected {
             Some(reason) => {
                 this.shared.metrics.rejection(reason);
@@ -237,7 +189,7 @@ where
         };
         let route = this.log.route();
         this.shared.metrics.request(route, outcome, seconds);
-        let shadow = this.log.shadow.get().copied();
+        let shadow = this.log.shadow();
         if let Some(reason) = shadow {
             this.shared.metrics.shadow_rejection(reason);
         }
@@ -254,9 +206,9 @@ where
                 correlation_id: correlation_id.to_str().unwrap_or(""),
                 trace_id: this.trace_id.as_ref().map(TraceId::as_str),
                 peer: this.peer.map(|p| p.ip()),
-                client: this.log.client.get().copied(),
-                subject: this.log.subject.get().map(|s| &**s),
-                note: this.log.note.get().copied(),
+                client: this.log.client(),
+                subject: this.log.subject(),
+                note: this.log.note(),
                 shadow: shadow.map(|r| r.code()),
             });
         }

@@ -35,12 +35,13 @@ use super::body::PolicyPut;
 use super::instance::instance_id;
 use crate::auth::Identity;
 use crate::body::Body;
+use crate::context;
+use crate::policy::PolicyApiMode;
 use crate::policy::backend::{PolicyBackend, WriteError, WriteFuture};
 use crate::policy::model::Policy;
 use crate::policy::parse::parse_policy_query;
 use crate::policy::reload::{ApplyError, PolicySource};
 use crate::policy::render::document_response;
-use crate::policy::{ActivePolicy, PolicyApiMode};
 use crate::reason::{Operation, Reason, Rejection};
 use crate::route::{Route, query_param};
 
@@ -238,9 +239,7 @@ pub fn own_get(req: &Request<Body>) -> Result<Response<Body>, Rejection> {
     let only = query_param(req.uri().query(), "policy")
         .map(parse_policy_query)
         .transpose()?;
-    let records = req
-        .extensions()
-        .get::<Arc<ActivePolicy>>()
+    let records = context::policy(req.extensions())
         .map(|p| p.records())
         .unwrap_or_default();
     Ok(document_response(&records, only))
@@ -331,7 +330,7 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let route = req.extensions().get::<Route>().copied();
+        let route = context::recorded_route(req.extensions());
         let answered = |result: Result<Response<Body>, Rejection>| PolicyApiFuture {
             inner: match result {
                 Ok(response) => ResponseFuture::response(response),

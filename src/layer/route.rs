@@ -13,10 +13,8 @@
 //! | `;`, a bad escape, or a repeated `action`/`policy` in the query | 400 `INVALID_QUERY_PARAM_ERR` |
 //! | with `routes.unknown = "refuse"`: a request that is no Key Protect operation | 404 `UNKNOWN_ROUTE_ERR` |
 //!
-//! The [`Route`] goes into the request extensions for the layers below, and into the request's
-//! [`RequestLog`] for the metrics and the access log.
-
-use std::sync::Arc;
+//! The [`Route`] is recorded in the request's [`RequestContext`](crate::context::RequestContext),
+//! for the layers below, the metrics and the access log.
 
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderName, HeaderValue, Method, Request, header};
@@ -24,8 +22,8 @@ use http::{HeaderName, HeaderValue, Method, Request, header};
 use crate::body::Body;
 use crate::canonical::{self, Ambiguity};
 use crate::config::UnknownRoute;
+use crate::context;
 use crate::layer::guard::{Check, Guard, GuardLayer};
-use crate::layer::observe::RequestLog;
 use crate::reason::{Reason, Rejection};
 use crate::route::Route;
 
@@ -93,10 +91,7 @@ impl Check for RouteCheck {
         }
         canonicalize(req)?;
         let route = Route::classify(req.method(), req.uri().path(), req.uri().query());
-        req.extensions_mut().insert(route);
-        if let Some(log) = req.extensions().get::<Arc<RequestLog>>() {
-            log.set_route(route);
-        }
+        context::set_route(req.extensions_mut(), route);
         if route == Route::Other && self.unknown == UnknownRoute::Refuse {
             return Err(Rejection::new(Reason::UnknownRoute));
         }

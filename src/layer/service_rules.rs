@@ -41,6 +41,7 @@ use http::Request;
 
 use crate::auth::{Identity, ServiceRules};
 use crate::body::Body;
+use crate::context;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::observe::RequestLog;
 use crate::layer::shadow;
@@ -108,7 +109,8 @@ impl Check for ServiceRulesCheck {
             return Ok(());
         }
         let extensions = req.extensions();
-        let Err(Refusal { rejection, note }) = check(Route::of(req), extensions.get::<Identity>())
+        let Err(Refusal { rejection, note }) =
+            check(context::route(req), extensions.get::<Identity>())
         else {
             return Ok(());
         };

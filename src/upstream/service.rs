@@ -21,11 +21,11 @@ use tower::util::BoxCloneSyncService;
 
 use crate::body::{Body, BodyTap};
 use crate::config::{ConfigError, UpstreamConfig};
-use crate::conn::{ConnInfo, client_ip};
+use crate::conn::ConnInfo;
+use crate::context::{self, RequestContext};
 use crate::http_client::{ClientSettings, HttpsClient, error_chain, https_client};
 use crate::metrics::Metrics;
 use crate::reason::{Operation, Reason, Rejection};
-use crate::route::Route;
 
 use super::headers::{forwarded_request_headers, strip_hop_by_hop, upstream_host};
 use super::inspect::{ErrorInspector, INSPECT_LIMIT, envelope_codes};
@@ -34,7 +34,8 @@ use super::inspect::{ErrorInspector, INSPECT_LIMIT, envelope_codes};
 /// every request.
 pub type EmbeddedService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
-/// Marks a response that came from the upstream (as opposed to the gateway's own).
+/// Marks a response that came from the upstream (as opposed to the gateway's own), when the
+/// request has no [`RequestContext`] to record it in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FromUpstream;
 
@@ -152,7 +153,8 @@ impl tower_service::Service<Request<Body>> for Upstream {
 
     fn call(&mut self, mut req: Request<Body>) -> UpstreamFuture {
         let version = req.version();
-        let operation = Route::of(&req).operation();
+        let operation = context::route(&req).operation();
+        let context = req.extensions().get::<Arc<RequestContext>>().cloned();
         let start = Instant::now();
         let metrics = self.metrics.clone();
         match &mut self.target {
@@ -162,6 +164,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
                     kind: Kind::Embedded { future },
                     version,
                     operation,
+                    context,
                     start,
                     metrics,
                 }
@@ -174,6 +177,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
                         },
                         version,
                         operation,
+                        context,
                         start,
                         metrics,
                     };
@@ -184,6 +188,7 @@ impl tower_service::Service<Request<Body>> for Upstream {
                     kind: Kind::Remote { future },
                     version,
                     operation,
+                    context,
                     start,
                     metrics,
                 }
@@ -282,7 +287,7 @@ impl Remote {
         *req.version_mut() = Version::HTTP_11;
 
         let tls = req.extensions().get::<ConnInfo>().is_some_and(|c| c.tls);
-        let client = client_ip(req.extensions());
+        let client = context::client_ip(req.extensions());
         forwarded_request_headers(req.headers_mut(), &self.host, client, tls);
         Ok(())
     }
@@ -295,6 +300,7 @@ pin_project! {
         kind: Kind,
         version: Version,
         operation: Operation,
+        context: Option<Arc<RequestContext>>,
         start: Instant,
         metrics: Metrics,
     }
@@ -370,6 +376,7 @@ impl Future for UpstreamFuture {
             *this.version,
             this.start.elapsed().as_secs_f64(),
             this.metrics,
+            this.context.as_deref(),
         )))
     }
 }
@@ -380,11 +387,17 @@ fn finish_response(
     version: Version,
     seconds: f64,
     metrics: &Metrics,
+    context: Option<&RequestContext>,
 ) -> Response<Body> {
     metrics.upstream_response(res.status(), seconds);
     strip_hop_by_hop(res.headers_mut());
     *res.version_mut() = version;
-    res.extensions_mut().insert(FromUpstream);
+    match context {
+        Some(context) => context.set_from_upstream(),
+        None => {
+            res.extensions_mut().insert(FromUpstream);
+        }
+    }
     res
 }
 
