@@ -369,11 +369,12 @@ oha_cell() { # oha_cell KIND CANDIDATE SCENARIO RATE
 # "CANDIDATE ALLOCS_PER_REQUEST REALLOCS_PER_REQUEST", or nothing if perf cannot probe libc.
 allocs_cell() {
     local cand=$1 pid=${PID[$1]} libc csv="$WORK/allocs-$1.csv" perf_pid
-    libc=$(awk '/\/libc\.so/{print $NF; exit}' "/proc/$pid/maps")
+    libc=$(awk '/\/libc\.so/{print $NF; exit}' "/proc/$pid/maps" 2>/dev/null || true)
     [ -n "$libc" ] && [ -n "$OHA" ] || return 0
-    perf probe -q -x "$libc" malloc 2>/dev/null; perf probe -q -x "$libc" calloc 2>/dev/null
-    perf probe -q -x "$libc" realloc 2>/dev/null
-    perf list 2>/dev/null | grep -q 'probe_libc:malloc' || return 0
+    # (An existing probe makes `perf probe` fail: that is fine.)
+    local f
+    for f in malloc calloc realloc; do perf probe -q -x "$libc" "$f" >/dev/null 2>&1 || true; done
+    grep -q 'probe_libc:malloc' < <(perf list 2>/dev/null) || return 0
     scenario valid
     local load=(taskset -c "$LOADGEN_CPU" timeout 120 "$OHA" --no-tui --output-format json -c 32
         -m POST -H "Authorization: Bearer $S_TOKEN" -H "Bluemix-Instance: $INSTANCE"
@@ -383,8 +384,9 @@ allocs_cell() {
     perf stat -x, -e probe_libc:malloc,probe_libc:calloc,probe_libc:realloc -p "$pid" -o "$csv" -- sleep 300 &
     perf_pid=$!
     sleep 0.5
-    "${load[@]}" -n "$ALLOCS" >/dev/null 2>&1
-    pkill -P "$perf_pid" -x sleep; wait "$perf_pid" 2>/dev/null
+    "${load[@]}" -n "$ALLOCS" >/dev/null 2>&1 || true
+    pkill -P "$perf_pid" -x sleep || true
+    wait "$perf_pid" 2>/dev/null || true
     awk -F, -v c="$cand" -v n="$ALLOCS" '
         $3 == "probe_libc:malloc" || $3 == "probe_libc:calloc" { a += $1 }
         $3 == "probe_libc:realloc" { r += $1 }
@@ -500,7 +502,7 @@ main() {
     if [ "$ALLOCS" -gt 0 ]; then
         for c in $CANDIDATES; do
             log "heap allocations over $ALLOCS valid wraps: $c"
-            allocs_cell "$c" >>"$WORK/allocs.txt"
+            allocs_cell "$c" >>"$WORK/allocs.txt" || log "could not count allocations of $c"
         done
     fi
     local load_end
