@@ -10,6 +10,7 @@
 //!
 //! - [`input`]: the request, from flags, a curl command line or a raw HTTP request file.
 //! - [`report`]: the explanation (what `--json` prints).
+//! - [`verdict`]: a layer's verdict, the predicted outcome, the rules in words.
 //! - [`render`]: the text form.
 //! - [`admin`]: `POST /explain` on the admin listener (`listen.admin_explain`).
 
@@ -20,6 +21,7 @@ pub mod input;
 pub mod narrative;
 pub mod render;
 pub mod report;
+pub mod verdict;
 
 pub use engine::Explainer;
 pub use input::{InputError, RequestInput};

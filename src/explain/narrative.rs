@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
-use http::{Request, Response, header};
+use http::{Request, header};
 
 use super::facts;
 use super::report::{ClientInfo, InstanceInfo, PrivateInfo, RouteInfo, Step, TokenInfo};
+pub use super::verdict::Predicted;
+use super::verdict::{LAYERS, allowed_ip_rule, header_text, shadowed, step};
 use crate::auth::token::ServiceRule;
 use crate::auth::{Auth, Identity, ServiceRules};
 use crate::body::Body;
@@ -31,25 +33,6 @@ use crate::policy::model::PolicyType;
 use crate::policy::{PoliciesConfig, PolicyApiMode, PolicyStore};
 use crate::reason::{Reason, Rejection};
 use crate::route::Route;
-
-/// What the per-layer account predicts.
-#[derive(Debug)]
-pub enum Predicted {
-    /// Refused by `layer` for `rule`, with this response (before the observe layer adds the
-    /// correlation id).
-    Refused {
-        /// The layer.
-        layer: &'static str,
-        /// The rule, in words.
-        rule: String,
-        /// The response the layer renders.
-        response: Box<Response<Body>>,
-    },
-    /// Answered by the gateway itself (the policy API in `own` mode).
-    Answered,
-    /// Forwarded to the upstream.
-    Forwarded,
-}
 
 /// The per-layer account of one request.
 #[derive(Debug)]
@@ -91,30 +74,6 @@ pub struct Narrator {
     policy_api: PolicyApiMode,
     key_access: KeyAccessLayer,
     policies: PoliciesConfig,
-}
-
-/// The layers after observe, in the stack's order (`gateway.rs`).
-const LAYERS: [&str; 11] = [
-    "route",
-    "client_ip",
-    "instance",
-    "network",
-    "allowed_ip",
-    "bearer",
-    "service_rules",
-    "body",
-    "policy_api",
-    "key_access",
-    "proxy",
-];
-
-fn step(layer: &'static str, verdict: &'static str, detail: impl Into<String>) -> Step {
-    Step {
-        layer,
-        verdict,
-        detail: detail.into(),
-        code: None,
-    }
 }
 
 impl Narrator {
@@ -572,58 +531,4 @@ impl Narrator {
             response: Box::new(rejection.into_response()),
         })
     }
-}
-
-impl Predicted {
-    /// The refusal's reason code, if it is one.
-    fn reason(&self) -> Option<Reason> {
-        match self {
-            Predicted::Refused { response, .. } => response
-                .extensions()
-                .get::<crate::reason::Rejected>()
-                .map(|r| r.0),
-            _ => None,
-        }
-    }
-
-    /// The same prediction with the rule stated as `rule` (the layer's own words for it).
-    fn with_rule(self, rule: &str, steps: &mut [Step]) -> Predicted {
-        if let Some(last) = steps.last_mut().filter(|_| !rule.is_empty()) {
-            last.detail = rule.to_owned();
-        }
-        match self {
-            Predicted::Refused {
-                layer, response, ..
-            } if !rule.is_empty() => Predicted::Refused {
-                layer,
-                rule: rule.to_owned(),
-                response,
-            },
-            other => other,
-        }
-    }
-}
-
-fn allowed_ip_rule(reason: Reason, client: std::net::IpAddr) -> String {
-    match reason {
-        Reason::FeatureRestricted => {
-            format!("allowedIP: IPv6 client {client} against a list of IPv4 ranges only")
-        }
-        _ => format!("allowedIP: client {client} is outside every allowed range"),
-    }
-}
-
-fn shadowed(layer: &'static str, reason: Reason, rule: &str) -> Step {
-    Step {
-        layer,
-        verdict: "shadowed",
-        detail: format!("would refuse ({rule}), but the policy type is shadowed: forwarded"),
-        code: Some(reason.code()),
-    }
-}
-
-fn header_text<B>(req: &Request<B>, name: &http::HeaderName) -> Option<String> {
-    req.headers()
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
