@@ -1,7 +1,7 @@
 //! The command line: `kmsgate [run] --config FILE`, `check-config FILE`, `dev-kms --listen ADDR`,
 //! `token --config FILE --sub NAME`, `health [--addr ADDR] [--path /readyz]`,
 //! `policies import-dir [--config FILE] [--etcd URL,…] DIR`,
-//! `explain --config FILE (--url URL … | --request-file FILE | -- curl …)`.
+//! `explain --config FILE (--url URL … | --request-file FILE | --replay FILE | -- curl …)`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -126,7 +126,7 @@ pub struct ExplainArgs {
     #[arg(long, short = 'X', default_value = "GET", conflicts_with_all = ["request_file", "curl"])]
     pub method: String,
     /// The request's URL (`http://host:port/path?query`) or path (`/path?query`).
-    #[arg(long, conflicts_with_all = ["request_file", "curl"], required_unless_present_any = ["request_file", "curl"])]
+    #[arg(long, conflicts_with_all = ["request_file", "curl", "replay"], required_unless_present_any = ["request_file", "curl", "replay"])]
     pub url: Option<String>,
     /// A request header, `Name: value` (repeatable).
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", conflicts_with_all = ["request_file", "curl"])]
@@ -138,8 +138,17 @@ pub struct ExplainArgs {
     #[arg(long, conflicts_with_all = ["request_file", "curl"])]
     pub data_file: Option<PathBuf>,
     /// A file holding a raw HTTP/1.1 request, or a curl command line.
-    #[arg(long, conflicts_with = "curl")]
+    #[arg(long, conflicts_with_all = ["curl", "replay"])]
     pub request_file: Option<PathBuf>,
+    /// Replay a file of access-log lines (text or JSON) and/or curl command lines, one per
+    /// line: how each would be decided now, against what the log says happened. Exit 0: none
+    /// goes from forwarded to refused; 1: some would; 2: nothing readable.
+    #[arg(long, conflicts_with = "curl")]
+    pub replay: Option<PathBuf>,
+    /// With --replay: decide under the policy documents in this directory (a proposed set)
+    /// instead of the configuration's `policies.dir` and inline documents.
+    #[arg(long, requires = "replay")]
+    pub policies: Option<PathBuf>,
     /// The TCP peer the gateway sees (the client, or the proxy in front of it).
     #[arg(long, default_value = "127.0.0.1")]
     pub peer: std::net::IpAddr,

@@ -143,28 +143,28 @@ fn explain(args: &kmsgate::cli::ExplainArgs) -> ExitCode {
         eprintln!("kmsgate explain: {message}");
         ExitCode::from(2)
     };
-    let config = match load(Some(&args.config)) {
+    let mut config = match load(Some(&args.config)) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if let Some(replay) = &args.replay {
+        if let Some(dir) = &args.policies {
+            config.policies.dir = Some(dir.clone());
+            config.policies.instances.clear();
+            config.policies.default = None;
+            config.policies.etcd = None;
+        }
+        return explain_replay(config, replay, args.json);
+    }
     let input = match kmsgate::explain::input::from_args(args) {
         Ok(input) => input,
         Err(e) => return bad(e.to_string()),
     };
-    let runtime = match runtime() {
-        Ok(rt) => rt,
+    let (runtime, explainer) = match explaining(config) {
+        Ok(prepared) => prepared,
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let explainer = match kmsgate::explain::Explainer::new(config) {
-            Ok(explainer) => explainer,
-            Err(e) => {
-                for message in e.messages() {
-                    eprintln!("kmsgate: config error: {message}");
-                }
-                return ExitCode::from(2);
-            }
-        };
         let explanation = match explainer.explain(&input).await {
             Ok(explanation) => explanation,
             Err(e) => return bad(e.to_string()),
@@ -184,6 +184,55 @@ fn explain(args: &kmsgate::cli::ExplainArgs) -> ExitCode {
             );
         }
         ExitCode::from(explanation.outcome.exit_code())
+    })
+}
+
+/// A runtime and the explaining stack for `config`, built on it; a configuration error is
+/// printed (exit code 2).
+fn explaining(
+    config: kmsgate::config::Config,
+) -> Result<(tokio::runtime::Runtime, kmsgate::explain::Explainer), ExitCode> {
+    let runtime = runtime()?;
+    let explainer = {
+        let _entered = runtime.enter();
+        kmsgate::explain::Explainer::new(config).map_err(|e| {
+            for message in e.messages() {
+                eprintln!("kmsgate: config error: {message}");
+            }
+            ExitCode::from(2)
+        })?
+    };
+    Ok((runtime, explainer))
+}
+
+/// `kmsgate explain --replay FILE`: one prepared stack decides every line of `file`.
+fn explain_replay(config: kmsgate::config::Config, file: &std::path::Path, json: bool) -> ExitCode {
+    let text = match std::fs::read(file) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => {
+            eprintln!("kmsgate explain: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let (runtime, explainer) = match explaining(config) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        let mut progress = |n: usize| eprintln!("kmsgate explain: {n} lines replayed");
+        let replay = kmsgate::explain::replay::replay(&explainer, &text, &mut progress).await;
+        if json {
+            match serde_json::to_string_pretty(&replay) {
+                Ok(json) => println!("{json}"),
+                Err(e) => {
+                    eprintln!("kmsgate explain: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            print!("{}", kmsgate::explain::replay::text(&replay));
+        }
+        ExitCode::from(replay.exit_code())
     })
 }
 

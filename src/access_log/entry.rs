@@ -33,4 +33,13 @@ pub struct Entry<'a> {
     pub note: Option<&'static str>,
     /// The refusal a shadowed policy would have made.
     pub shadow: Option<&'static str>,
+    /// The request target as received (path and query): names a key or an action, never
+    /// holds key material. Lets `kmsgate explain --replay` rebuild the request.
+    pub target: Option<&'a str>,
+    /// The `Host` header (or HTTP/2 authority) as received.
+    pub host: Option<&'a str>,
+    /// The `bluemix-instance` header as received (an instance id, not a credential).
+    pub instance: Option<&'a str>,
+    /// The listener the request arrived on: `public` or `private`.
+    pub listener: Option<&'static str>,
 }

@@ -49,6 +49,19 @@ pub(super) fn write_line(out: &mut Vec<u8>, format: LogFormat, e: &Entry<'_>, no
     if let Some(shadow) = e.shadow {
         line.plain("shadow", shadow);
     }
+    if let Some(listener) = e.listener {
+        line.plain("listener", listener);
+    }
+    // Client-supplied values: quoted, so they cannot break the line or forge a field.
+    if let Some(target) = e.target {
+        line.quoted("path", target);
+    }
+    if let Some(host) = e.host {
+        line.quoted("host", host);
+    }
+    if let Some(instance) = e.instance {
+        line.quoted("instance", instance);
+    }
     line.end();
 }
 

@@ -75,6 +75,10 @@ fn entry(correlation_id: &str) -> Entry<'_> {
         subject: Some("ServiceId-1"),
         note: None,
         shadow: None,
+        target: Some("/api/v2/keys/k1?action=wrap"),
+        host: Some("kms.example"),
+        instance: Some("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"),
+        listener: Some("public"),
     }
 }
 
@@ -180,13 +184,16 @@ fn text_lines_have_every_field_and_escape_the_subject() {
     e.subject = Some("evil\" injected=1\n");
     e.note = Some("token expired");
     e.shadow = Some("KEY_CREATE_IMPORT_ACCESS_ERR");
+    e.target = Some("/api/v2/keys/k1?x=\" status=200");
     write_line(&mut out, LogFormat::Text, &e, at);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "2026-11-18T11:06:40.123456Z  INFO kmsgate::access: request method=POST route=wrap \
          status=401 reason=UNAUTHORIZED_ERR latency_ms=412.345 correlation_id=c-1 \
          peer=127.0.0.1 client=10.1.2.3 subject=\"evil\\\" injected=1\\n\" \
-         note=\"token expired\" shadow=KEY_CREATE_IMPORT_ACCESS_ERR\n"
+         note=\"token expired\" shadow=KEY_CREATE_IMPORT_ACCESS_ERR listener=public \
+         path=\"/api/v2/keys/k1?x=\\\" status=200\" host=\"kms.example\" \
+         instance=\"a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d\"\n"
     );
 }
 

@@ -12,14 +12,17 @@
 //! - [`report`]: the explanation (what `--json` prints).
 //! - [`verdict`]: a layer's verdict, the predicted outcome, the rules in words.
 //! - [`render`]: the text form.
+//! - [`logline`], [`replay`]: `--replay FILE`, access-log lines decided again.
 //! - [`admin`]: `POST /explain` on the admin listener (`listen.admin_explain`).
 
 pub mod admin;
 pub mod engine;
 pub mod facts;
 pub mod input;
+pub mod logline;
 pub mod narrative;
 pub mod render;
+pub mod replay;
 pub mod report;
 pub mod verdict;
 

@@ -12,7 +12,8 @@
 //! - **Access log**: one line per request (target `kmsgate::access`, written in batches by
 //!   [`AccessLog`]): method, route, status, reason code, upstream status, latency, correlation
 //!   id, the trace id of a valid W3C `traceparent` (the header itself is forwarded unchanged),
-//!   peer and client addresses, subject. Never the Authorization header, bodies or key
+//!   peer and client addresses, subject, and what `kmsgate explain --replay` needs to rebuild
+//!   the request: listener, path (with the query), host, `bluemix-instance`. Never the Authorization header, bodies or key
 //!   material.
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -127,7 +129,20 @@ where
             None => None,
         };
         let log = Arc::new(RequestLog::default());
-        let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer);
+        let conn = req.extensions().get::<ConnInfo>();
+        let peer = conn.map(|c| c.peer);
+        let arrival = self.shared.access_log.as_ref().map(|_| {
+            Box::new(Arrival {
+                target: req.uri().path_and_query().cloned(),
+                host: req.headers().get(http::header::HOST).cloned().or_else(|| {
+                    req.uri()
+                        .authority()
+                        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                }),
+                instance: req.headers().get(BLUEMIX_INSTANCE).cloned(),
+                listener: conn.map(|c| c.listener.as_str()),
+            })
+        });
         let method = req.method().clone();
         req.extensions_mut().insert(log.clone());
         ObserveFuture {
@@ -137,11 +152,24 @@ where
             trace_id,
             method,
             peer,
+            arrival,
             log,
             shared: self.shared.clone(),
         }
     }
 }
+
+/// The request as it arrived, kept for its access-log line (only when there is an access log).
+#[derive(Debug)]
+struct Arrival {
+    target: Option<PathAndQuery>,
+    host: Option<HeaderValue>,
+    instance: Option<HeaderValue>,
+    listener: Option<&'static str>,
+}
+
+/// The instance header Key Protect clients send.
+const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance");
 
 pin_project! {
     /// The response future of [`Observe`].
@@ -153,6 +181,7 @@ pin_project! {
         trace_id: Option<TraceId>,
         method: Method,
         peer: Option<SocketAddr>,
+        arrival: Option<Box<Arrival>>,
         log: Arc<RequestLog>,
         shared: Arc<Shared>,
     }
@@ -195,6 +224,7 @@ where
         }
         let correlation_id = this.correlation_id.take().unwrap_or_else(generate_id);
         if let Some(access_log) = &this.shared.access_log {
+            let arrival = this.arrival.as_deref();
             let status = response.status().as_u16();
             access_log.record(&Entry {
                 method: this.method.as_str(),
@@ -210,6 +240,16 @@ where
                 subject: this.log.subject(),
                 note: this.log.note(),
                 shadow: shadow.map(|r| r.code()),
+                target: arrival
+                    .and_then(|a| a.target.as_ref())
+                    .map(PathAndQuery::as_str),
+                host: arrival
+                    .and_then(|a| a.host.as_ref())
+                    .and_then(|h| h.to_str().ok()),
+                instance: arrival
+                    .and_then(|a| a.instance.as_ref())
+                    .and_then(|h| h.to_str().ok()),
+                listener: arrival.and_then(|a| a.listener),
             });
         }
         response
