@@ -188,16 +188,57 @@ async fn a_logged_day_replays_as_logged_and_flips_under_a_proposed_policy() {
     // A bad line is reported by number, the rest still replayed; nothing readable: exit 2.
     let mut mixed = written.clone();
     mixed.push_str("this is not a request\n");
+    mixed.push_str(&format!(
+        "curl http://127.0.0.1/api/v2/keys -H 'bluemix-instance: {OPEN}'\n"
+    ));
     let bad_path = dir.join("mixed.log");
     std::fs::write(&bad_path, &mixed).unwrap();
     let (code, with_bad) = replay(&config, &bad_path, &[]);
     assert_eq!(code, 0);
-    let bad_line = mixed.lines().count();
+    let bad_line = mixed.lines().count() - 1;
     assert_eq!(with_bad["unreadable"][0]["line"], bad_line, "{with_bad:#}");
-    assert_eq!(changes(&with_bad).len(), 4);
+    let read = changes(&with_bad);
+    assert_eq!(read.len(), 5, "{with_bad:#}");
+    assert_eq!(
+        read[4].1, "new",
+        "a curl line has no logged outcome: {with_bad:#}"
+    );
+    assert_eq!(with_bad["requests"][4]["replayed"]["outcome"], "forwarded");
     let only_bad = dir.join("bad.log");
     std::fs::write(&only_bad, "GET /x\n").unwrap();
     let (code, _) = replay(&config, &only_bad, &[]);
     assert_eq!(code, 2);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// docs/explain.md's replay examples are real: the page shows what the command prints.
+#[test]
+fn the_replay_examples_of_docs_explain_md_are_real() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("docs/explain.md")).unwrap();
+    let config = root.join("docs/explain/kmsgate.toml");
+    let log = root.join("docs/explain/access.log");
+    let proposed = root.join("docs/explain/proposed");
+    for (extra, expected_code) in [
+        (vec![], 0),
+        (vec!["--policies", proposed.to_str().unwrap()], 1),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kmsgate"))
+            .args(["explain", "--config"])
+            .arg(&config)
+            .arg("--replay")
+            .arg(&log)
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(expected_code));
+        let text = format!(
+            "{}exit {expected_code}\n",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            page.contains(&text),
+            "docs/explain.md does not show this output (rerun the example):\n{text}"
+        );
+    }
 }
