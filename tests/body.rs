@@ -420,20 +420,7 @@ async fn valid_example_requests_are_forwarded_byte_for_byte() {
 }
 ]
 }"#;
-    let standard_key = r#"{
-"metadata": {
-"collectionType": "application/vnd.ibm.kms.key+json",
-"collectionTotal": 1
-},
-"resources": [
-{
-"type": "application/vnd.ibm.kms.key+json",
-"name": "my-standard-key",
-"description": "my-standard-key",
-"extractable": true
-}
-]
-}"#;
+    let standard_key = support::REFERENCE_STANDARD_KEY;
     let cases = [
         (
             "PUT",

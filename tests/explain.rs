@@ -736,20 +736,7 @@ async fn the_worked_examples_of_docs_explain_md_are_real() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let create = r#"'{
-"metadata": {
-"collectionType": "application/vnd.ibm.kms.key+json",
-"collectionTotal": 1
-},
-"resources": [
-{
-"type": "application/vnd.ibm.kms.key+json",
-"name": "my-standard-key",
-"description": "my-standard-key",
-"extractable": true
-}
-]
-}'"#;
+    let create = format!("'{}'", support::REFERENCE_STANDARD_KEY);
     let examples = [
         (
             "10.0.0.5",

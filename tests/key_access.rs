@@ -103,20 +103,7 @@ fn create(resource: &str) -> String {
 const REFERENCE_POLICY: &str = r#""create_root_key": true, "create_standard_key": false, "import_root_key": true, "import_standard_key": true, "enforce_token": true"#;
 
 /// The reference example's request (step 2b), verbatim.
-const STANDARD_KEY: &str = r#"{
-"metadata": {
-"collectionType": "application/vnd.ibm.kms.key+json",
-"collectionTotal": 1
-},
-"resources": [
-{
-"type": "application/vnd.ibm.kms.key+json",
-"name": "my-standard-key",
-"description": "my-standard-key",
-"extractable": true
-}
-]
-}"#;
+const STANDARD_KEY: &str = support::REFERENCE_STANDARD_KEY;
 
 #[tokio::test]
 async fn reference_key_create_import_access() {

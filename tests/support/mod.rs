@@ -156,6 +156,23 @@ impl Recorder {
     }
 }
 
+/// The reference's KEY_CREATE_IMPORT_ACCESS_ERR example request (step 2b: a standard key),
+/// verbatim, line breaks included.
+pub const REFERENCE_STANDARD_KEY: &str = r#"{
+"metadata": {
+"collectionType": "application/vnd.ibm.kms.key+json",
+"collectionTotal": 1
+},
+"resources": [
+{
+"type": "application/vnd.ibm.kms.key+json",
+"name": "my-standard-key",
+"description": "my-standard-key",
+"extractable": true
+}
+]
+}"#;
+
 // === TestGateway: the real gateway, in process, on ephemeral ports ===
 
 /// The base of every test config: loopback listeners on ephemeral ports, no grace period.
