@@ -12,7 +12,12 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use http::HeaderName;
+
 use crate::reason::{Reason, Rejection, Target};
+
+/// The header that names the Key Protect instance (read by [`instance_id`]'s callers).
+pub const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance");
 
 /// Why a request cannot be made canonical: it reads differently in different places.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

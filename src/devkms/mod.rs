@@ -72,7 +72,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::HeaderMap;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -90,8 +90,7 @@ use store::Store;
 /// The largest request body the dev KMS reads.
 const BODY_LIMIT: usize = 1024 * 1024;
 
-/// The header that names the instance.
-const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance");
+use crate::canonical::BLUEMIX_INSTANCE;
 
 /// The dev KMS as a Tower service. Cheap to clone (shared state inside).
 #[derive(Clone, Debug, Default)]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use std::borrow::Cow;
 
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderValue, Request};
 
 use crate::body::Body;
 use crate::canonical::{self, Ambiguity};
@@ -28,8 +28,7 @@ use crate::layer::refusal;
 use crate::policy::{ActivePolicy, PolicyStore};
 use crate::reason::{Reason, Rejection};
 
-/// The header that names the Key Protect instance.
-pub const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance");
+pub use crate::canonical::BLUEMIX_INSTANCE;
 
 /// The instance step of [`InstanceLayer`]: the store (which a reload may swap underneath).
 #[derive(Clone, Debug)]

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::body::Body;
+use crate::canonical::BLUEMIX_INSTANCE;
 use crate::conn::ConnInfo;
 use crate::context::RequestContext;
 use crate::metrics::{Metrics, Outcome};
@@ -134,11 +135,13 @@ where
         let arrival = self.shared.access_log.as_ref().map(|_| {
             Box::new(Arrival {
                 target: req.uri().path_and_query().cloned(),
-                host: req.headers().get(http::header::HOST).cloned().or_else(|| {
-                    req.uri()
-                        .authority()
-                        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                }),
+                // The host the route layer goes by: the request-target's authority wins
+                // (absolute form, h2 `:authority`), else `Host`.
+                host: req
+                    .uri()
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                    .or_else(|| req.headers().get(http::header::HOST).cloned()),
                 instance: req.headers().get(BLUEMIX_INSTANCE).cloned(),
                 listener: conn.map(|c| c.listener.as_str()),
             })
@@ -167,9 +170,6 @@ struct Arrival {
     instance: Option<HeaderValue>,
     listener: Option<&'static str>,
 }
-
-/// The instance header Key Protect clients send.
-const BLUEMIX_INSTANCE: HeaderName = HeaderName::from_static("bluemix-instance");
 
 pin_project! {
     /// The response future of [`Observe`].
