@@ -99,7 +99,10 @@ pub fn path(path: &str) -> Result<Option<String>, Ambiguity> {
     for raw in path.split('/') {
         let segment = decode(raw.as_bytes(), false)?;
         if segment.contains(&b'/') {
-            if !is_registration_crn(&segments) {
+            // Inside the CRN too: a dot or empty piece between its decoded `/`s is one Go
+            // would resolve (`crn%2F..%2F..` climbs out of the registrations).
+            if !is_registration_crn(&segments) || segment.split(|b| *b == b'/').any(is_dot_or_empty)
+            {
                 return Err(Ambiguity::EncodedSlash);
             }
             crn_slash = true;

@@ -161,6 +161,12 @@ async fn ambiguous_paths_and_queries_are_refused() {
         ("/api/v2/keys%2Fk1/actions/wrap", "AMBIGUOUS_REQUEST_ERR"),
         ("/api/v2/keys/k1%2factions/wrap", "AMBIGUOUS_REQUEST_ERR"),
         ("/api/v2/keys/k1%zz", "AMBIGUOUS_REQUEST_ERR"),
+        // A registration CRN keeps an encoded `/`, but not dot pieces: Go would climb out of
+        // the registrations to POST /api/v2/keys.
+        (
+            "/api/v2/keys/k1/registrations/crn%2F..%2F..%2F..%2F..%2Fkeys",
+            "AMBIGUOUS_REQUEST_ERR",
+        ),
         (
             "/api/v2/keys/k1?action=wrap&action=rotate",
             "INVALID_QUERY_PARAM_ERR",
@@ -197,7 +203,7 @@ async fn ambiguous_paths_and_queries_are_refused() {
             &[("code", "AMBIGUOUS_REQUEST_ERR")]
         )
         .await,
-        3.0
+        4.0
     );
 }
 

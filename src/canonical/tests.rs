@@ -72,6 +72,21 @@ fn ambiguous_paths_are_refused() {
             "{tail}"
         );
     }
+    // Nor inside it: a dot or empty piece between the CRN's own decoded `/`s.
+    for inner in [
+        "crn%2F..%2F..%2F..%2F..%2Fkeys",
+        "a%2F.%2Fb",
+        "a%2F%2Fb",
+        "%2Fcrn",
+        "crn%2F",
+        "a%2f..%2fb",
+    ] {
+        assert_eq!(
+            p(&format!("/api/v2/keys/k/registrations/{inner}")),
+            Err(Ambiguity::EncodedSlash),
+            "{inner}"
+        );
+    }
     assert_eq!(
         p("/api/v2/keys/a%2Fb/registrations/crn"),
         Err(Ambiguity::EncodedSlash)
