@@ -165,3 +165,112 @@ impl http_body::Body for Body {
         }
     }
 }
+
+pin_project_lite::pin_project! {
+    /// Reads a body to its end as one [`Bytes`] (trailers are dropped). A body of one data
+    /// frame — a request hyper read at once — is returned as that frame's bytes, without a
+    /// copy or an allocation; only a body of several frames is appended into one buffer.
+    /// (http-body-util's `Collect` keeps every frame in a queue it allocates first.)
+    #[derive(Debug)]
+    pub struct ToBytes<B> {
+        #[pin]
+        body: B,
+        first: Option<Bytes>,
+        more: Option<bytes::BytesMut>,
+    }
+}
+
+impl<B> ToBytes<B> {
+    /// A future reading `body` to its end.
+    pub fn new(body: B) -> Self {
+        ToBytes {
+            body,
+            first: None,
+            more: None,
+        }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>> std::future::Future for ToBytes<B> {
+    type Output = Result<Bytes, B::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let Some(frame) = std::task::ready!(this.body.as_mut().poll_frame(cx)?) else {
+                let bytes = match (this.more.take(), this.first.take()) {
+                    (Some(more), _) => more.freeze(),
+                    (None, first) => first.unwrap_or_default(),
+                };
+                return Poll::Ready(Ok(bytes));
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if let Some(more) = this.more.as_mut() {
+                more.extend_from_slice(&data);
+            } else if let Some(first) = this.first.take() {
+                let mut more = bytes::BytesMut::with_capacity(first.len() + data.len());
+                more.extend_from_slice(&first);
+                more.extend_from_slice(&data);
+                *this.more = Some(more);
+            } else {
+                *this.first = Some(data);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body of the given frames, one per poll (data, or trailers for `None`).
+    struct Frames(std::collections::VecDeque<Option<&'static [u8]>>);
+
+    impl http_body::Body for Frames {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.0.pop_front().map(|part| {
+                Ok(match part {
+                    Some(data) => Frame::data(Bytes::from_static(data)),
+                    None => Frame::trailers(http::HeaderMap::new()),
+                })
+            }))
+        }
+    }
+
+    fn frames(parts: Vec<Option<&'static [u8]>>) -> Frames {
+        Frames(parts.into())
+    }
+
+    #[tokio::test]
+    async fn to_bytes_keeps_one_frame_and_joins_several() {
+        let one = Bytes::from_static(b"{\"plaintext\":\"AA==\"}");
+        let read = ToBytes::new(Body::full(one.clone())).await.unwrap();
+        assert_eq!(read, one);
+        assert_eq!(
+            read.as_ptr(),
+            one.as_ptr(),
+            "one frame: the same bytes, not a copy"
+        );
+
+        let joined = ToBytes::new(frames(vec![
+            Some(b"ab"),
+            Some(b""),
+            Some(b"cd"),
+            None,
+            Some(b"e"),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(&joined[..], b"abcde");
+        assert!(ToBytes::new(frames(vec![])).await.unwrap().is_empty());
+        assert!(ToBytes::new(frames(vec![None])).await.unwrap().is_empty());
+    }
+}

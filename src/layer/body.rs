@@ -38,12 +38,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, header};
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
-use crate::body::Body;
+use crate::body::{Body, ToBytes};
 use crate::config::BodyConfig;
 use crate::context;
 use crate::gojson;
@@ -381,7 +380,7 @@ where
         let (parts, body) = req.into_parts();
         BodyFuture {
             state: State::Reading {
-                collect: Limited::new(body, limit).collect(),
+                collect: ToBytes::new(Limited::new(body, limit)),
                 deadline: None,
                 read_timeout: self.shared.read_timeout,
                 parts: Some(parts),
@@ -414,7 +413,7 @@ pin_project! {
     enum State<S, F> {
         Reading {
             #[pin]
-            collect: Collect<Limited<Body>>,
+            collect: ToBytes<Limited<Body>>,
             // Started the first time the body is not complete (`read_timeout` from then).
             #[pin]
             deadline: Option<Sleep>,
@@ -485,8 +484,8 @@ where
                         continue;
                     };
                     match (read, parts.take(), service.take()) {
-                        (Ok(collected), Some(parts), Some(service)) => {
-                            forward(route, parts, service, collected.to_bytes())
+                        (Ok(bytes), Some(parts), Some(service)) => {
+                            forward(route, parts, service, bytes)
                         }
                         (Err(error), ..) if error.downcast_ref::<LengthLimitError>().is_some() => {
                             State::Refused {
