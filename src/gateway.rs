@@ -19,16 +19,17 @@ use crate::config::{Config, ConfigError, ListenerName};
 use crate::conn::ListenerKind;
 use crate::devkms::DevKms;
 use crate::ipset::IpSet;
-use crate::layer::allowed_ip::{AllowedIp, AllowedIpLayer};
+use crate::layer::allowed_ip::{AllowedIpCheck, AllowedIpLayer};
 use crate::layer::bearer::{Bearer, BearerLayer};
 use crate::layer::body::{BodyShape, BodyShapeLayer};
-use crate::layer::client_ip::{ClientIp, ClientIpLayer};
-use crate::layer::instance::{Instance, InstanceLayer};
+use crate::layer::client_ip::{ClientIpCheck, ClientIpLayer};
+use crate::layer::guard::{Guard, GuardLayer};
+use crate::layer::instance::{InstanceCheck, InstanceLayer};
 use crate::layer::key_access::{KeyAccess, KeyAccessLayer};
-use crate::layer::network::{Network, NetworkLayer};
+use crate::layer::network::{NetworkCheck, NetworkLayer};
 use crate::layer::observe::{Observe, ObserveLayer};
 use crate::layer::policy_api::{PolicyApi, PolicyApiLayer};
-use crate::layer::route::{RouteGuard, RouteLayer};
+use crate::layer::route::{RouteCheck, RouteLayer};
 use crate::layer::service_rules::{ServiceRulesGuard, ServiceRulesLayer};
 use crate::metrics::Metrics;
 use crate::policy::PolicyStore;
@@ -42,16 +43,19 @@ pub use config_reload::{ConfigReload, LiveRules};
 
 /// The full stack a client request goes through.
 pub type Stack = Observe<
-    RouteGuard<
-        ClientIp<
-            Instance<
-                Network<
-                    AllowedIp<Bearer<ServiceRulesGuard<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>,
-                >,
-            >,
-        >,
-    >,
+    Guard<EdgeChecks, Bearer<ServiceRulesGuard<BodyShape<PolicyApi<KeyAccess<Upstream>>>>>>,
 >;
+
+/// The guarding layers between observe and bearer — route, client_ip, instance, network,
+/// allowed_ip — run as one step, in that order (see [`Check`](crate::layer::guard::Check)'s
+/// tuples): one call and one future level instead of five.
+pub type EdgeChecks = (
+    RouteCheck,
+    ClientIpCheck,
+    InstanceCheck,
+    NetworkCheck,
+    AllowedIpCheck,
+);
 
 /// Builds the layer stack. The order is the contract (see `DESIGN.md`): cheap checks first, no
 /// crypto or body buffering for a caller the network rules already refuse.
@@ -97,11 +101,13 @@ pub fn stack(
     // is the innermost service.
     ServiceBuilder::new()
         .layer(observe)
-        .layer(route)
-        .layer(client_ip)
-        .layer(instance)
-        .layer(network)
-        .layer(allowed_ip)
+        .layer(GuardLayer::with((
+            route.check().clone(),
+            client_ip.check().clone(),
+            instance.check().clone(),
+            network.check().clone(),
+            *allowed_ip.check(),
+        )))
         .layer(bearer)
         .layer(service_rules)
         .layer(body)

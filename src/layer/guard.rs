@@ -20,6 +20,28 @@ pub trait Check {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection>;
 }
 
+/// Checks run one after another, the first refusal wins: consecutive guarding layers as one
+/// step (one call and one future level instead of one per layer). The gateway runs route,
+/// client_ip, instance, network and allowed_ip this way; each stays usable as its own layer.
+macro_rules! check_in_order {
+    ($($check:ident),+) => {
+        impl<$($check: Check),+> Check for ($($check,)+) {
+            #[inline]
+            fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
+                #[allow(non_snake_case, reason = "the type parameters name the checks")]
+                let ($($check,)+) = self;
+                $($check.check(req)?;)+
+                Ok(())
+            }
+        }
+    };
+}
+
+check_in_order!(A, B);
+check_in_order!(A, B, C);
+check_in_order!(A, B, C, D);
+check_in_order!(A, B, C, D, E);
+
 /// Adds a [`Guard`] running `C` to a stack.
 ///
 /// # Example
