@@ -1,17 +1,18 @@
 //! [`RequestContext`]: what the layers learn about one request, in one value allocated once.
 //!
-//! The observe layer puts one `Arc<RequestContext>` into each request's extensions; the layers
-//! below record what they decide in it (route, client address, instance policies, the token's
-//! subject, a note for the access log, a shadowed refusal, whether the upstream answered), and the observe layer reads it back
-//! when the response is ready, for the metrics and the access-log line. One allocation and one
+//! The server puts one `Arc<RequestContext>` into each request's extensions, holding the
+//! connection the request came on ([`ConnInfo`]); the observe layer adds the request as it
+//! arrived (for its access-log line); the layers below record what they decide in it (route,
+//! client address, instance policies, the caller's [`Identity`], a note for the access log, a
+//! shadowed refusal, whether the upstream answered), and the observe layer reads it back when
+//! the response is ready, for the metrics and the access-log line. One allocation and one
 //! extension entry per request, instead of one boxed extension per fact.
 //!
-//! A layer reads a fact through this module's functions ([`route`], [`client_ip`],
-//! [`policy`]). A layer used without the observe layer (alone, in a test, in `explain`'s
-//! per-layer account) still works: without a context, the setters put the fact in the
-//! extensions as its own value (`Route`, [`ClientAddr`], `Arc<ActivePolicy>`) and the readers
-//! look there. The caller's [`Identity`](crate::auth::Identity) stays a plain extension value,
-//! which the bearer layer inserts.
+//! A layer reads a fact through this module's functions ([`conn`], [`route`], [`client_ip`],
+//! [`policy`], [`identity`]). A layer used without the server or the observe layer (alone, in a
+//! test, in `explain`'s per-layer account) still works: without a context, the setters put the
+//! fact in the extensions as its own value (`Route`, [`ClientAddr`], `Arc<ActivePolicy>`,
+//! `Identity`) and the readers look there (for [`ConnInfo`] too).
 //!
 //! ```
 //! use kmsgate::context::{self, RequestContext};
@@ -26,9 +27,11 @@
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use http::{Extensions, Request};
+use http::uri::PathAndQuery;
+use http::{Extensions, HeaderValue, Request};
 
-use crate::conn::{self, ClientAddr};
+use crate::auth::Identity;
+use crate::conn::{self, ClientAddr, ConnInfo};
 use crate::policy::ActivePolicy;
 use crate::reason::Reason;
 use crate::route::Route;
@@ -36,16 +39,53 @@ use crate::route::Route;
 /// What the layers learn about a request. Each fact is recorded once (the first value stays).
 #[derive(Debug, Default)]
 pub struct RequestContext {
+    conn: Option<ConnInfo>,
+    arrival: OnceLock<Arrival>,
     route: OnceLock<Route>,
     client: OnceLock<IpAddr>,
     policy: OnceLock<Arc<ActivePolicy>>,
-    subject: OnceLock<Arc<str>>,
+    identity: OnceLock<Identity>,
     note: OnceLock<&'static str>,
     shadow: OnceLock<Reason>,
     from_upstream: OnceLock<()>,
 }
 
+/// The request as it arrived, kept for its access-log line (the observe layer records it when
+/// there is an access log): what `kmsgate explain --replay` needs to rebuild the request.
+#[derive(Debug, Default)]
+pub struct Arrival {
+    /// The request-target's path and query.
+    pub target: Option<PathAndQuery>,
+    /// The host the route layer goes by: the request-target's authority, else `Host`.
+    pub host: Option<HeaderValue>,
+    /// The `bluemix-instance` header.
+    pub instance: Option<HeaderValue>,
+}
+
 impl RequestContext {
+    /// The context of a request that came on `conn` (the server makes one per request).
+    pub fn for_conn(conn: ConnInfo) -> Self {
+        RequestContext {
+            conn: Some(conn),
+            ..RequestContext::default()
+        }
+    }
+
+    /// The connection the request came on; `None` outside a connection.
+    pub fn conn(&self) -> Option<&ConnInfo> {
+        self.conn.as_ref()
+    }
+
+    /// Records the request as it arrived (the observe layer does, once).
+    pub fn set_arrival(&self, arrival: Arrival) {
+        let _ = self.arrival.set(arrival);
+    }
+
+    /// The request as it arrived, if the observe layer recorded it.
+    pub fn arrival(&self) -> Option<&Arrival> {
+        self.arrival.get()
+    }
+
     /// Records the request's route (the route layer does, once).
     pub fn set_route(&self, route: Route) {
         let _ = self.route.set(route);
@@ -76,14 +116,19 @@ impl RequestContext {
         self.policy.get()
     }
 
-    /// Records the token subject (an identity, never the token): a reference count, no copy.
-    pub fn set_subject(&self, subject: &Arc<str>) {
-        let _ = self.subject.set(subject.clone());
+    /// Records the caller's identity (from its token; never the token itself).
+    pub fn set_identity(&self, identity: Identity) {
+        let _ = self.identity.set(identity);
     }
 
-    /// The token subject, once the bearer layer has recorded it.
+    /// The caller's identity, once the bearer layer has recorded it.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.get()
+    }
+
+    /// The token subject, once the bearer layer has recorded the identity.
     pub fn subject(&self) -> Option<&str> {
-        self.subject.get().map(|s| &**s)
+        self.identity.get().map(|i| &*i.subject)
     }
 
     /// Records the refusal a shadowed policy would have made (the first one counts).
@@ -150,12 +195,23 @@ pub fn set_route(extensions: &mut Extensions, route: Route) {
     }
 }
 
+/// The connection the request came on: the context's, else a [`ConnInfo`] extension value (a
+/// request built without the server). `None` outside a connection.
+pub fn conn(extensions: &Extensions) -> Option<&ConnInfo> {
+    match of(extensions).and_then(RequestContext::conn) {
+        Some(conn) => Some(conn),
+        None => extensions.get::<ConnInfo>(),
+    }
+}
+
 /// The client address: the one the client_ip layer decided on, else the connection's peer.
 /// `None` outside a connection.
 pub fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
-    of(extensions)
+    let context = of(extensions);
+    context
         .and_then(RequestContext::client)
         .or_else(|| conn::client_ip(extensions))
+        .or_else(|| context.and_then(RequestContext::conn).map(|c| c.peer.ip()))
 }
 
 /// Records the derived client address.
@@ -186,6 +242,24 @@ pub fn set_policy(extensions: &mut Extensions, policy: Arc<ActivePolicy>) {
     }
 }
 
+/// The caller's identity, once the bearer layer has admitted the request.
+pub fn identity(extensions: &Extensions) -> Option<&Identity> {
+    match of(extensions).and_then(RequestContext::identity) {
+        Some(identity) => Some(identity),
+        None => extensions.get::<Identity>(),
+    }
+}
+
+/// Records the caller's identity.
+pub fn set_identity(extensions: &mut Extensions, identity: Identity) {
+    match of(extensions) {
+        Some(context) => context.set_identity(identity),
+        None => {
+            extensions.insert(identity);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +283,36 @@ mod tests {
         assert_eq!(recorded_route(&without), Some(Route::KeyWrap));
         assert_eq!(client_ip(&without), Some(ip));
         assert!(policy(&without).is_none());
+    }
+
+    #[test]
+    fn the_connection_and_the_identity_come_from_the_context_or_the_extensions() {
+        let info = ConnInfo {
+            peer: "192.0.2.7:4000".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            listener: conn::ListenerKind::Public,
+            tls: false,
+        };
+        let alice = Identity::new("alice", false);
+        let mut with = Extensions::new();
+        with.insert(Arc::new(RequestContext::for_conn(info)));
+        assert_eq!(conn(&with), Some(&info));
+        assert_eq!(
+            client_ip(&with),
+            Some(info.peer.ip()),
+            "no client_ip layer: the peer"
+        );
+        set_identity(&mut with, alice.clone());
+        assert_eq!(identity(&with), Some(&alice));
+        assert_eq!(of(&with).and_then(RequestContext::subject), Some("alice"));
+        assert_eq!(with.len(), 1, "one entry: the context");
+
+        let mut without = Extensions::new();
+        without.insert(info);
+        set_identity(&mut without, alice.clone());
+        assert_eq!(conn(&without), Some(&info));
+        assert_eq!(client_ip(&without), Some(info.peer.ip()));
+        assert_eq!(without.get::<Identity>(), Some(&alice));
+        assert_eq!(identity(&without), Some(&alice));
     }
 }

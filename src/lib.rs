@@ -24,6 +24,7 @@ pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod bytes_pool;
 pub mod canonical;
 pub mod cli;
 pub mod collection;

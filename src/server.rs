@@ -23,6 +23,7 @@ use tower::ServiceExt;
 
 use crate::body::Body;
 use crate::conn::{ConnInfo, ListenerKind};
+use crate::context::RequestContext;
 use crate::metrics::ListenerMetrics;
 
 /// What every client listener shares.
@@ -357,7 +358,9 @@ where
         } = self;
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let mut req = req.map(Body::incoming);
-            req.extensions_mut().insert(info);
+            // The request's one extension entry: its context, holding the connection.
+            req.extensions_mut()
+                .insert(Arc::new(RequestContext::for_conn(info)));
             // In flight from the request's head to the response's head.
             let in_flight = metrics.as_ref().map(ListenerMetrics::request);
             let response = service.clone().oneshot(req);

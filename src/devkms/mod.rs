@@ -76,7 +76,6 @@ use http::header::HeaderMap;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::auth::Identity;
 use crate::body::Body;
 use crate::config::dev_kms::DevKmsConfig;
 use crate::context;
@@ -173,7 +172,7 @@ async fn handle(store: &Store, rules: Rules, req: Request<Body>) -> Response<Bod
         None
     };
     let token_caller;
-    let (subject, is_service) = match parts.extensions.get::<Identity>() {
+    let (subject, is_service) = match context::identity(&parts.extensions) {
         Some(identity) => (&*identity.subject, identity.is_service),
         None => {
             token_caller = bearer_caller(&parts.headers);

@@ -14,10 +14,9 @@ use super::report::{ClientInfo, InstanceInfo, PrivateInfo, RouteInfo, Step, Toke
 pub use super::verdict::Predicted;
 use super::verdict::{LAYERS, allowed_ip_rule, header_text, shadowed, step};
 use crate::auth::token::ServiceRule;
-use crate::auth::{Auth, Identity, ServiceRules};
+use crate::auth::{Auth, ServiceRules};
 use crate::body::Body;
 use crate::config::{Config, ForwardedHeader};
-use crate::conn::ConnInfo;
 use crate::context;
 use crate::layer::allowed_ip::{self, AllowedIpLayer};
 use crate::layer::bearer;
@@ -155,7 +154,7 @@ impl Narrator {
             ),
         ));
         // client_ip (the walk reads the forwarded headers before the layer removes Forwarded)
-        if let Some(peer) = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip()) {
+        if let Some(peer) = context::conn(req.extensions()).map(|c| c.peer.ip()) {
             let info = facts::client(
                 &self.client_rules,
                 self.forwarded_header,
@@ -212,7 +211,7 @@ impl Narrator {
         let client = context::client_ip(req.extensions());
         let host = header_text(&req, &header::HOST);
         let ingress = Ingress {
-            listener: req.extensions().get::<ConnInfo>().map(|c| c.listener),
+            listener: context::conn(req.extensions()).map(|c| c.listener),
             host: host.as_deref(),
             client,
         };
@@ -332,7 +331,7 @@ impl Narrator {
                         ),
                     ));
                     n.token = Some(info);
-                    req.extensions_mut().insert(identity);
+                    context::set_identity(req.extensions_mut(), identity);
                 }
                 Err(failure) => {
                     n.token = Some(facts::token(req.headers(), &self.service, Err(failure)));
@@ -442,7 +441,7 @@ impl Narrator {
         route: Route,
         req: &mut Request<Body>,
     ) -> Option<Predicted> {
-        let identity = req.extensions().get::<Identity>();
+        let identity = context::identity(req.extensions());
         let rule = service_rules::check(route, identity);
         let detail = match (&rule, self.service_mode, identity) {
             (_, ServiceRules::Off, _) => "auth.service_rules = \"off\"",

@@ -5,7 +5,7 @@
 //!   400 `BEARER_SUB_EXTRACTION_ERR` (the route's operation in `errorMsg`).
 //! - A well-formed token that fails verification → 401 `UNAUTHORIZED_ERR` (`errorMsg` only) with
 //!   `WWW-Authenticate: Bearer error="invalid_token"`.
-//! - Admitted: [`Identity`] goes into the request extensions, the subject into the access log.
+//! - Admitted: [`Identity`] goes into the request's context (its subject into the access log).
 //!   The `Authorization` header is forwarded unchanged (the KMS checks it too).
 //!
 //! The access log gets a note naming the failed check, never the token. A token that names an
@@ -162,13 +162,10 @@ where
     }
 }
 
-/// Lets an admitted request through: identity into the extensions, subject into the log.
+/// Lets an admitted request through: the identity into its context (the access log's subject).
 fn admit(auth: &Auth, req: &mut Request<Body>, identity: Identity, admission: Admission) {
     auth.record(Ok(admission));
-    if let Some(log) = req.extensions().get::<Arc<RequestLog>>() {
-        log.set_subject(&identity.subject);
-    }
-    req.extensions_mut().insert(identity);
+    context::set_identity(req.extensions_mut(), identity);
 }
 
 /// The refusal for `failure`: 400 `BEARER_SUB_EXTRACTION_ERR` naming the route's operation, or
@@ -293,7 +290,7 @@ mod tests {
             crate::auth::devtoken::mint(&config, "svc-1", std::time::Duration::from_secs(60), true)
                 .unwrap();
         let inner = tower::service_fn(|req: Request<Body>| {
-            let identity = req.extensions().get::<Identity>().cloned();
+            let identity = context::identity(req.extensions()).cloned();
             async move {
                 let identity = identity.expect("an Identity in the extensions");
                 assert_eq!(&*identity.subject, "svc-1");

@@ -21,7 +21,6 @@ use http::{HeaderMap, HeaderName, Request};
 
 use crate::body::Body;
 use crate::config::{ClientIpConfig, ForwardedHeader};
-use crate::conn::ConnInfo;
 use crate::context;
 use crate::ipset::IpSet;
 use crate::layer::guard::{Check, Guard, GuardLayer};
@@ -217,7 +216,7 @@ impl ClientIpLayer {
 
 impl Check for ClientIpCheck {
     fn check(&self, req: &mut Request<Body>) -> Result<(), Rejection> {
-        if let Some(peer) = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip()) {
+        if let Some(peer) = context::conn(req.extensions()).map(|c| c.peer.ip()) {
             let client = self.rules.load().client(peer, req.headers());
             context::set_client(req.extensions_mut(), client);
         }

@@ -13,7 +13,7 @@ use http::{Request, header};
 
 use crate::body::Body;
 use crate::config::NetworkConfig;
-use crate::conn::{ConnInfo, ListenerKind};
+use crate::conn::ListenerKind;
 use crate::context;
 use crate::layer::guard::{Check, Guard, GuardLayer};
 use crate::layer::refusal;
@@ -148,7 +148,7 @@ impl Check for NetworkCheck {
             return Ok(());
         };
         let ingress = Ingress {
-            listener: ext.get::<ConnInfo>().map(|c| c.listener),
+            listener: context::conn(ext).map(|c| c.listener),
             host: req
                 .headers()
                 .get(header::HOST)

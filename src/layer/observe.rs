@@ -30,9 +30,9 @@ use tokio::time::Instant;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::body::Body;
+use crate::bytes_pool;
 use crate::canonical::BLUEMIX_INSTANCE;
-use crate::conn::ConnInfo;
-use crate::context::RequestContext;
+use crate::context::{self, Arrival, RequestContext};
 use crate::metrics::{Metrics, Outcome};
 use crate::reason::Rejected;
 use crate::upstream::FromUpstream;
@@ -129,11 +129,21 @@ where
             Some(_) => req.headers().get(TRACEPARENT).and_then(trace_id),
             None => None,
         };
-        let log = Arc::new(RequestLog::default());
-        let conn = req.extensions().get::<ConnInfo>();
+        // The server made the request's context (with its connection); a stack used without the
+        // server gets one here.
+        let log = match req.extensions().get::<Arc<RequestLog>>() {
+            Some(log) => log.clone(),
+            None => {
+                let log = Arc::new(RequestLog::default());
+                req.extensions_mut().insert(log.clone());
+                log
+            }
+        };
+        let conn = context::conn(req.extensions());
         let peer = conn.map(|c| c.peer);
-        let arrival = self.shared.access_log.as_ref().map(|_| {
-            Box::new(Arrival {
+        let listener = conn.map(|c| c.listener.as_str());
+        if self.shared.access_log.is_some() {
+            log.set_arrival(Arrival {
                 target: req.uri().path_and_query().cloned(),
                 // The host the route layer goes by: the request-target's authority wins
                 // (absolute form, h2 `:authority`), else `Host`.
@@ -143,11 +153,9 @@ where
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
                     .or_else(|| req.headers().get(http::header::HOST).cloned()),
                 instance: req.headers().get(BLUEMIX_INSTANCE).cloned(),
-                listener: conn.map(|c| c.listener.as_str()),
-            })
-        });
+            });
+        }
         let method = req.method().clone();
-        req.extensions_mut().insert(log.clone());
         ObserveFuture {
             inner: self.inner.call(req),
             start,
@@ -155,20 +163,11 @@ where
             trace_id,
             method,
             peer,
-            arrival,
+            listener,
             log,
             shared: self.shared.clone(),
         }
     }
-}
-
-/// The request as it arrived, kept for its access-log line (only when there is an access log).
-#[derive(Debug)]
-struct Arrival {
-    target: Option<PathAndQuery>,
-    host: Option<HeaderValue>,
-    instance: Option<HeaderValue>,
-    listener: Option<&'static str>,
 }
 
 pin_project! {
@@ -181,7 +180,7 @@ pin_project! {
         trace_id: Option<TraceId>,
         method: Method,
         peer: Option<SocketAddr>,
-        arrival: Option<Box<Arrival>>,
+        listener: Option<&'static str>,
         log: Arc<RequestLog>,
         shared: Arc<Shared>,
     }
@@ -224,7 +223,7 @@ where
         }
         let correlation_id = this.correlation_id.take().unwrap_or_else(generate_id);
         if let Some(access_log) = &this.shared.access_log {
-            let arrival = this.arrival.as_deref();
+            let arrival = this.log.arrival();
             let status = response.status().as_u16();
             access_log.record(&Entry {
                 method: this.method.as_str(),
@@ -249,7 +248,7 @@ where
                 instance: arrival
                     .and_then(|a| a.instance.as_ref())
                     .and_then(|h| h.to_str().ok()),
-                listener: arrival.and_then(|a| a.listener),
+                listener: *this.listener,
             });
         }
         response
@@ -344,7 +343,7 @@ pub fn generate_id() -> HeaderValue {
         id[at + 1] = HEX[usize::from(byte & 0xf)];
         at += 2;
     }
-    HeaderValue::from_bytes(&id)
+    HeaderValue::from_maybe_shared(bytes_pool::copy(&id))
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
 }
 

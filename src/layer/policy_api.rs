@@ -33,7 +33,6 @@ use pin_project_lite::pin_project;
 use super::ResponseFuture;
 use super::body::PolicyPut;
 use super::instance::instance_id;
-use crate::auth::Identity;
 use crate::body::Body;
 use crate::context;
 use crate::policy::PolicyApiMode;
@@ -213,8 +212,7 @@ where
 
 /// The caller, as the bearer layer identified it (`unknown` without a token).
 fn subject(req: &Request<Body>) -> String {
-    req.extensions()
-        .get::<Identity>()
+    context::identity(req.extensions())
         .map(|identity| identity.subject.to_string())
         .unwrap_or_else(|| UNKNOWN_SUBJECT.to_owned())
 }

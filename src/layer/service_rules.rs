@@ -110,7 +110,7 @@ impl Check for ServiceRulesCheck {
         }
         let extensions = req.extensions();
         let Err(Refusal { rejection, note }) =
-            check(context::route(req), extensions.get::<Identity>())
+            check(context::route(req), context::identity(extensions))
         else {
             return Ok(());
         };

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::bytes_pool;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -60,9 +62,9 @@ pub fn forwarded_request_headers(
     headers.insert(header::HOST, host.clone());
     if let Some(ip) = client {
         // Overwrite, never append: what the client sent is not trusted here.
-        let mut text = Vec::with_capacity(15);
-        crate::text::push_ip(&mut text, crate::conn::canonical_ip(ip));
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(text)) {
+        let text =
+            bytes_pool::build(|out| crate::text::push_ip(out, crate::conn::canonical_ip(ip)));
+        if let Ok(value) = HeaderValue::from_maybe_shared(text) {
             headers.insert(X_FORWARDED_FOR, value);
         }
     }

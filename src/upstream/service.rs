@@ -21,7 +21,6 @@ use tower::util::BoxCloneSyncService;
 
 use crate::body::{Body, BodyTap};
 use crate::config::{ConfigError, UpstreamConfig};
-use crate::conn::ConnInfo;
 use crate::context::{self, RequestContext};
 use crate::http_client::{ClientSettings, HttpsClient, error_chain, https_client};
 use crate::metrics::Metrics;
@@ -286,7 +285,7 @@ impl Remote {
         })?;
         *req.version_mut() = Version::HTTP_11;
 
-        let tls = req.extensions().get::<ConnInfo>().is_some_and(|c| c.tls);
+        let tls = context::conn(req.extensions()).is_some_and(|c| c.tls);
         let client = context::client_ip(req.extensions());
         forwarded_request_headers(req.headers_mut(), &self.host, client, tls);
         Ok(())
