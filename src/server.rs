@@ -363,9 +363,21 @@ where
                 .insert(Arc::new(RequestContext::for_conn(info)));
             // In flight from the request's head to the response's head.
             let in_flight = metrics.as_ref().map(ListenerMetrics::request);
-            let response = service.clone().oneshot(req);
+            // The stack is always ready (its layers wait inside their futures, never in
+            // `poll_ready`), so the request is called at once, without `oneshot`'s state
+            // machine around the stack's future; a stack that were not ready would still be
+            // driven by `oneshot` (boxed: never the common path).
+            let mut service = service.clone();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let response = match service.poll_ready(&mut cx) {
+                std::task::Poll::Ready(Ok(())) => Ok(service.call(req)),
+                _ => Err(Box::pin(service.oneshot(req))),
+            };
             async move {
-                let response = response.await;
+                let response = match response {
+                    Ok(called) => called.await,
+                    Err(waiting) => waiting.await,
+                };
                 drop(in_flight);
                 response
             }
