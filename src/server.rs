@@ -2,6 +2,7 @@
 //! timeout, and graceful drain.
 
 pub mod proxy_protocol;
+mod respond;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -19,12 +20,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tower::ServiceExt;
 
 use crate::body::Body;
 use crate::conn::{ConnInfo, ListenerKind};
 use crate::context::RequestContext;
 use crate::metrics::ListenerMetrics;
+use respond::Respond;
 
 /// What every client listener shares.
 #[derive(Clone)]
@@ -363,24 +364,7 @@ where
                 .insert(Arc::new(RequestContext::for_conn(info)));
             // In flight from the request's head to the response's head.
             let in_flight = metrics.as_ref().map(ListenerMetrics::request);
-            // The stack is always ready (its layers wait inside their futures, never in
-            // `poll_ready`), so the request is called at once, without `oneshot`'s state
-            // machine around the stack's future; a stack that were not ready would still be
-            // driven by `oneshot` (boxed: never the common path).
-            let mut service = service.clone();
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            let response = match service.poll_ready(&mut cx) {
-                std::task::Poll::Ready(Ok(())) => Ok(service.call(req)),
-                _ => Err(Box::pin(service.oneshot(req))),
-            };
-            async move {
-                let response = match response {
-                    Ok(called) => called.await,
-                    Err(waiting) => waiting.await,
-                };
-                drop(in_flight);
-                response
-            }
+            Respond::call(service.clone(), req, in_flight)
         });
         // HTTP/1.1 inline; the other two boxed, so that they do not size every connection's
         // task (HTTP/2 connections are few and long-lived).
