@@ -191,8 +191,8 @@ def markdown(meta, rows, rss, goals):
     lines.append("- Date: %s" % meta.get("date", "?"))
     lines.append("- Machine: %s (shared with other work: load average %s at the start, %s at the end)"
                  % (meta.get("machine", "?"), meta.get("loadavg_start", "?"), meta.get("loadavg_end", "?")))
-    lines.append("- Versions: kmsgate %s (release build), HAProxy %s, wrk %s, oha %s, rustc %s"
-                 % (meta.get("commit", "?"), meta.get("haproxy", "?"), meta.get("wrk", "?"),
+    lines.append("- Versions: kmsgate %s (%s build; the bare proxy and the stub too), HAProxy %s, wrk %s, oha %s, rustc %s"
+                 % (meta.get("commit", "?"), meta.get("build_profile", "release"), meta.get("haproxy", "?"), meta.get("wrk", "?"),
                     meta.get("oha", "?"), meta.get("rustc", "?")))
     lines.append("- Parameters: %s" % meta.get("params", "?"))
     if meta.get("before"):

@@ -109,20 +109,23 @@ install_tools() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# 2. Build (release: the gateway and the two helpers, one dependency build)
+# 2. Build (the gateway and the two helpers, one dependency build, in BUILD_PROFILE)
 # ---------------------------------------------------------------------------------------------
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-KMSGATE=${KMSGATE_BIN:-$TARGET_DIR/release/kmsgate}   # KMSGATE_BIN: measure another kmsgate build
+# dist: what ships (fat LTO, stripped; deploy/Dockerfile); release: faster to build, and symbols
+# for a PROFILE run (its default).
+BUILD_PROFILE=${BUILD_PROFILE:-$([ -n "$PROFILE" ] && echo release || echo dist)}
+KMSGATE=${KMSGATE_BIN:-$TARGET_DIR/$BUILD_PROFILE/kmsgate}   # KMSGATE_BIN: measure another kmsgate build
 KMSGATE_BEFORE=${KMSGATE_BEFORE_BIN:-}                 # an older build to compare with, in the same run
 if [ -n "$KMSGATE_BEFORE" ] && [ "${CANDIDATES_SET:-0}" = 0 ]; then
     CANDIDATES="$CANDIDATES kmsgate-nocache-before kmsgate-cache-before"
 fi
-STUB=$TARGET_DIR/release/examples/bench-upstream-stub
-BARE=$TARGET_DIR/release/examples/bench-bare-proxy
+STUB=$TARGET_DIR/$BUILD_PROFILE/examples/bench-upstream-stub
+BARE=$TARGET_DIR/$BUILD_PROFILE/examples/bench-bare-proxy
 build() {
     if [ "$SKIP_BUILD" != 1 ]; then
-        log "building release binaries (kmsgate, upstream stub, bare proxy)"
-        (cd "$ROOT" && cargo build --release --bin kmsgate \
+        log "building $BUILD_PROFILE binaries (kmsgate, upstream stub, bare proxy)"
+        (cd "$ROOT" && cargo build --profile "$BUILD_PROFILE" --bin kmsgate \
             --example bench-upstream-stub --example bench-bare-proxy >&2)
     fi
     for bin in "$KMSGATE" "$STUB" "$BARE" ${KMSGATE_BEFORE:+"$KMSGATE_BEFORE"}; do
@@ -518,6 +521,7 @@ main() {
         wrk="$(wrk -v 2>&1 | head -1 | awk '{print $2}')" \
         oha="$([ -n "$OHA" ] && "$OHA" --version | awk '{print $2}' || echo missing)" \
         rustc="$(rustc --version | awk '{print $2}')" \
+        build_profile="$BUILD_PROFILE" \
         params="candidates=[$CANDIDATES] scenarios=[$SCENARIOS] latency=$LATENCY duration=${DURATION}s reps=$REPS conns=$CONNS lat_duration=${LAT_DURATION}s lat_conns=$LAT_CONNS low_rate=$LOW_RATE high_fraction=$HIGH_FRACTION rss_conns=$RSS_CONNS access_log=$ACCESS_LOG log_sink=$LOG_SINK loadgen_cpu=$LOADGEN_CPU server_cpu=$SERVER_CPU" \
         kmsgate_ok="$KMSGATE_OK" \
         before="${KMSGATE_BEFORE:+$KMSGATE_BEFORE ($("$KMSGATE_BEFORE" --version 2>/dev/null | head -1))}"
