@@ -474,23 +474,12 @@ mod tests {
 
     fn benchmark_entry() -> Entry<'static> {
         Entry {
-            method: "POST",
-            route: "wrap",
-            status: 200,
-            reason: None,
-            upstream_status: Some(200),
             latency: Duration::from_micros(412),
-            correlation_id: "0f8b5a4e-3c1d-4e2f-9a7b-6c5d4e3f2a1b",
-            trace_id: None,
-            peer: Some("127.0.0.1".parse().unwrap()),
-            client: Some("10.1.2.3".parse().unwrap()),
             subject: None,
-            note: None,
-            shadow: None,
             target: Some("/api/v2/keys/5e1f0c2a-7b3d-4c8e-9f6a-1b2c3d4e5f60/actions/wrap"),
             host: Some("127.0.0.1:19084"),
             instance: Some("a1b2c3d4-0000-4000-8000-000000000001"),
-            listener: Some("public"),
+            ..crate::access_log::tests::entry("0f8b5a4e-3c1d-4e2f-9a7b-6c5d4e3f2a1b")
         }
     }
 

@@ -60,7 +60,8 @@ fn dropped(registry: &Registry) -> u64 {
         .unwrap()
 }
 
-fn entry(correlation_id: &str) -> Entry<'_> {
+/// A wrap's entry, the fixture of the access-log tests (line.rs's too).
+pub(super) fn entry(correlation_id: &str) -> Entry<'_> {
     Entry {
         method: "POST",
         route: "wrap",
