@@ -180,6 +180,9 @@ pin_project_lite::pin_project! {
     }
 }
 
+/// The most [`ToBytes`] reserves ahead for what a body says is still to come.
+const PREALLOCATE_AT_MOST: usize = 1 << 20;
+
 impl<B> ToBytes<B> {
     /// A future reading `body` to its end.
     pub fn new(body: B) -> Self {
@@ -210,7 +213,13 @@ impl<B: http_body::Body<Data = Bytes>> std::future::Future for ToBytes<B> {
             if let Some(more) = this.more.as_mut() {
                 more.extend_from_slice(&data);
             } else if let Some(first) = this.first.take() {
-                let mut more = bytes::BytesMut::with_capacity(first.len() + data.len());
+                // What is left of the declared length, when there is one (a `Limited` body's
+                // hint is capped at its limit), so the buffer is allocated once, not doubled;
+                // never more than `PREALLOCATE_AT_MOST` on a body's word.
+                let rest = usize::try_from(this.body.size_hint().lower())
+                    .unwrap_or(usize::MAX)
+                    .min(PREALLOCATE_AT_MOST);
+                let mut more = bytes::BytesMut::with_capacity(first.len() + data.len() + rest);
                 more.extend_from_slice(&first);
                 more.extend_from_slice(&data);
                 *this.more = Some(more);

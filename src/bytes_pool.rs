@@ -1,20 +1,21 @@
-//! Small byte strings the gateway makes per request (a generated correlation id, the
-//! `X-Forwarded-For` value it sends upstream), carved out of a shared per-thread chunk.
+//! Small byte strings the gateway makes per request and drops with it (the `X-Forwarded-For`
+//! value it sends upstream), carved out of a shared per-thread chunk.
 //!
-//! A header value holds [`Bytes`]. Making one from a slice or a `Vec` is a heap allocation (and
-//! a second one when a `Vec`-backed value is first cloned); on a path that makes two or three of
-//! them per request that is a tenth of the request's allocations. [`copy`] appends the slice to
-//! this thread's 4 KiB chunk and splits it off: the pieces share the chunk with a reference
-//! count, and a new chunk is allocated when the current one has no room left, about once per
-//! hundred values. A chunk is freed when its last piece is dropped, so at most a chunk per
-//! thread outlives the values that use it.
+//! A header value holds [`Bytes`]. Making one from a `Vec` is a heap allocation, and a second
+//! one when the `Vec` has spare capacity. [`copy`] appends the slice to this thread's 1 KiB
+//! chunk and splits it off: the pieces share the chunk with a reference count, and a new chunk
+//! is allocated when the current one has no room left (for an address, about once per fifty
+//! values). A chunk is freed when its last piece is dropped, so **a live value keeps its whole
+//! chunk**: at most 1 KiB per value. Use it only for values that end with their request; never
+//! for one a connection may keep (a response header can stay in an HTTP/2 connection's header
+//! table for the connection's life).
 
 use std::cell::RefCell;
 
 use bytes::{Bytes, BytesMut};
 
 /// The size of one chunk. Values longer than this get a chunk of their own.
-const CHUNK: usize = 4096;
+const CHUNK: usize = 1024;
 
 /// `data` as [`Bytes`], sharing this thread's current chunk.
 ///

@@ -1,6 +1,9 @@
 //! What the gateway knows about the connection a request arrived on.
 //!
-//! The server inserts a [`ConnInfo`] into every request's extensions before the stack sees it.
+//! The server records a [`ConnInfo`] in every request's context
+//! ([`RequestContext`](crate::context::RequestContext)) before the stack sees it; a request built
+//! without the server may carry it as a plain extension value. Read it with
+//! [`context::conn`](crate::context::conn).
 
 use std::net::SocketAddr;
 
@@ -43,9 +46,11 @@ pub struct ConnInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
-/// The client address of a request: the [`ClientAddr`] the client_ip layer decided on, else the
-/// connection's peer (a layer used without client_ip). `None` outside a connection.
-pub fn client_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+/// The client address in a request's plain extension values: the [`ClientAddr`] the client_ip
+/// layer decided on, else a `ConnInfo` extension's peer. A request from the server keeps both
+/// in its context instead: read the address with
+/// [`context::client_ip`](crate::context::client_ip), which falls back to this.
+pub(crate) fn client_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
     extensions
         .get::<ClientAddr>()
         .map(|c| c.0)

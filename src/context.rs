@@ -116,7 +116,9 @@ impl RequestContext {
         self.policy.get()
     }
 
-    /// Records the caller's identity (from its token; never the token itself).
+    /// Records the caller's identity (from its token; never the token itself). Like every fact
+    /// here it is recorded once: the bearer layer is its one writer, and a second value would
+    /// be ignored.
     pub fn set_identity(&self, identity: Identity) {
         let _ = self.identity.set(identity);
     }

@@ -85,7 +85,7 @@ pub fn stack(
     // allowed_ip: allowedIP → 401 UNAUTHORIZED_ERR, or 403 FEATURE_RESTRICTED_ERR for IPv6.
     let allowed_ip = AllowedIpLayer::new();
     // bearer: Authorization → 400 BEARER_SUB_EXTRACTION_ERR / 401 UNAUTHORIZED_ERR with
-    // WWW-Authenticate; puts the caller's Identity in the extensions.
+    // WWW-Authenticate; records the caller's Identity in the request's context.
     let bearer = bearer.clone();
     // service_rules: on that identity, registration writes by users → 403 SERVICE_ONLY_ERR,
     // key delete/purge by services → 403 RESOURCE_OWNER_ERR (auth.service_rules).

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-/// Who made a request, as its bearer token says. Put in the request extensions by the bearer
-/// layer for the layers after it.
+/// Who made a request, as its bearer token says. Recorded in the request's context by the
+/// bearer layer for the layers after it (read it with
+/// [`context::identity`](crate::context::identity)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     /// The token's `sub`.

@@ -30,8 +30,8 @@
 //! space, the first of repeated parameters; a pair that does not decode is 400
 //! `INVALID_QUERY_PARAM_ERR` naming it.
 //!
-//! Who calls: the subject of the [`Identity`] the gateway's bearer layer verified and put in
-//! the request extensions, or, without one (`kmsgate dev-kms`, `auth.enabled = false`), the
+//! Who calls: the subject of the [`Identity`](crate::auth::Identity) the gateway's bearer layer
+//! verified and recorded in the request's context, or, without one (`kmsgate dev-kms`, `auth.enabled = false`), the
 //! unverified `sub` of the bearer token; a service when the identity says so, or the token's
 //! `sub_type` is `ServiceId` (IBM IAM's mark). A service may write registrations and may not
 //! delete or purge keys (403 `RESOURCE_OWNER_ERR`). The subject is recorded as

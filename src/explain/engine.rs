@@ -26,6 +26,7 @@ use super::report::{
 use crate::body::Body;
 use crate::config::{Config, ConfigError};
 use crate::conn::{ConnInfo, ListenerKind};
+use crate::context::RequestContext;
 use crate::gateway::{Gateway, Prepared, Stack};
 use crate::metrics::Metrics;
 use crate::policy::etcd::EtcdSource;
@@ -226,12 +227,14 @@ impl Explainer {
         let mut req = builder
             .body(Body::full(input.body.clone()))
             .map_err(|e| InputError(format!("not a request: {e}")))?;
-        req.extensions_mut().insert(ConnInfo {
-            peer: SocketAddr::new(input.peer, 40000),
-            local: listener,
-            listener: input.listener,
-            tls: config.listen.tls.is_some(),
-        });
+        // As the server does: the request's context, holding its connection.
+        req.extensions_mut()
+            .insert(Arc::new(RequestContext::for_conn(ConnInfo {
+                peer: SocketAddr::new(input.peer, 40000),
+                local: listener,
+                listener: input.listener,
+                tls: config.listen.tls.is_some(),
+            })));
         Ok(req)
     }
 

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, Request, Response};
 use pin_project_lite::pin_project;
@@ -30,7 +31,6 @@ use tokio::time::Instant;
 
 use crate::access_log::{AccessLog, Entry};
 use crate::body::Body;
-use crate::bytes_pool;
 use crate::canonical::BLUEMIX_INSTANCE;
 use crate::context::{self, Arrival, RequestContext};
 use crate::metrics::{Metrics, Outcome};
@@ -343,7 +343,10 @@ pub fn generate_id() -> HeaderValue {
         id[at + 1] = HEX[usize::from(byte & 0xf)];
         at += 2;
     }
-    HeaderValue::from_maybe_shared(bytes_pool::copy(&id))
+    // One allocation that owns exactly these 36 bytes, shared by the request's and the
+    // response's copy (a response header may stay in an HTTP/2 connection's header table, so
+    // it must not pin anything else).
+    HeaderValue::from_maybe_shared(Bytes::from_owner(id))
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
 }
 
