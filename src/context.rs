@@ -12,7 +12,11 @@
 //! [`policy`], [`identity`]). A layer used without the server or the observe layer (alone, in a
 //! test, in `explain`'s per-layer account) still works: without a context, the setters put the
 //! fact in the extensions as its own value (`Route`, [`ClientAddr`], `Arc<ActivePolicy>`,
-//! `Identity`) and the readers look there (for [`ConnInfo`] too).
+//! `Identity`) and the readers look there (for [`ConnInfo`] too). The readers look in the
+//! context first and then in the extensions even when there is a context: a fact a caller's own
+//! layer put in as a plain value (a policy, in tests/key_access.rs) is still enforced, never
+//! silently skipped. In the gateway's stack every fact a layer records is in the context; the
+//! second look runs only for one no layer recorded (no identity when auth is off).
 //!
 //! ```
 //! use kmsgate::context::{self, RequestContext};
