@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
-use tokio::time::timeout;
+use tokio::time::{Instant, sleep, timeout};
 
 use super::config::EtcdConfig;
 use crate::settings::ConfigError;
@@ -81,5 +81,35 @@ pub(super) async fn bounded<T>(
     match timeout(limit, future).await {
         Ok(result) => result.map_err(EtcdError::from),
         Err(_) => Err(EtcdError::Timeout(what)),
+    }
+}
+
+/// The pause between two tries of [`retried`].
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Runs `call` within `limit`, trying again while it fails fast: a client whose channel is
+/// still reconnecting to members that came back (after the whole cluster restarted) fails at
+/// once, and a moment later succeeds. Only for calls that change nothing (reads); a call that
+/// used up the time is not tried again.
+pub(super) async fn retried<T, F>(
+    limit: Duration,
+    what: &'static str,
+    mut call: impl FnMut() -> F,
+) -> Result<T, EtcdError>
+where
+    F: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match bounded(left, what, call()).await {
+            Err(EtcdError::Client(e))
+                if deadline.saturating_duration_since(Instant::now()) > RETRY_PAUSE =>
+            {
+                tracing::debug!(error = %e, "etcd {what} failed at once; trying again");
+                sleep(RETRY_PAUSE).await;
+            }
+            result => return result,
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use tokio::time::timeout;
 
-use super::client::{EtcdError, bounded};
+use super::client::{EtcdError, bounded, retried};
 use super::{DEFAULT_KEY, EtcdSource};
 use crate::canonical;
 use crate::policy::backend::{PolicyBackend, WriteError, WriteFuture};
@@ -45,11 +45,10 @@ impl EtcdSource {
         let mut client = self.client().await.map_err(unavailable)?;
         let key = config.key(&instance);
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let current = bounded(
-                config.request_timeout,
-                "read",
-                client.get(key.as_str(), None),
-            )
+            let current = retried(config.request_timeout, "read", || {
+                let (mut client, key) = (client.clone(), key.clone());
+                async move { client.get(key, None).await }
+            })
             .await
             .map_err(unavailable)?;
             let stored = current.kvs().first();
