@@ -89,8 +89,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Runs `call` within `limit`, trying again while it fails fast: a client whose channel is
 /// still reconnecting to members that came back (after the whole cluster restarted) fails at
-/// once, and a moment later succeeds. Only for calls that change nothing (reads); a call that
-/// used up the time is not tried again.
+/// once, and a moment later succeeds. Only for calls that are safe to repeat (a read, a
+/// conditional write); a call that used up the time is not tried again.
 pub(super) async fn retried<T, F>(
     limit: Duration,
     what: &'static str,

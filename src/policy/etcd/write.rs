@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use tokio::time::timeout;
 
-use super::client::{EtcdError, bounded, retried};
+use super::client::{EtcdError, retried};
 use super::{DEFAULT_KEY, EtcdSource};
 use crate::canonical;
 use crate::policy::backend::{PolicyBackend, WriteError, WriteFuture};
@@ -42,7 +42,7 @@ impl EtcdSource {
             tracing::error!(instance = %instance, error = %e, "policy update not written: etcd unavailable");
             WriteError::Unavailable(e.to_string())
         };
-        let mut client = self.client().await.map_err(unavailable)?;
+        let client = self.client().await.map_err(unavailable)?;
         let key = config.key(&instance);
         for _ in 0..MAX_WRITE_ATTEMPTS {
             let current = retried(config.request_timeout, "read", || {
@@ -70,9 +70,15 @@ impl EtcdSource {
                 render_document_pretty(&records),
                 None,
             )]);
-            let committed = bounded(config.request_timeout, "write", client.txn(txn))
-                .await
-                .map_err(unavailable)?;
+            // Tried again too while it fails at once: the channel may reach a member that is
+            // back on one call and one still reconnecting on the next. Safe: a try that did
+            // commit makes the next one's condition fail, which reads again (a conflict).
+            let committed = retried(config.request_timeout, "write", || {
+                let (mut client, txn) = (client.clone(), txn.clone());
+                async move { client.txn(txn).await }
+            })
+            .await
+            .map_err(unavailable)?;
             if committed.succeeded() {
                 metrics.writes_ok.inc();
                 let revision = committed.header().map_or(0, |h| h.revision());
